@@ -1,0 +1,3 @@
+from slmchat.cli import main
+
+main()

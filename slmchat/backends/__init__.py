@@ -1,0 +1,95 @@
+"""Model backends and ``backend:model`` names.
+
+Backends are imported lazily: a machine without MLX or Ollama's client can still run the rest.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from slmchat.backends.base import (
+    CancelToken,
+    Capabilities,
+    ChatBackend,
+    GenParams,
+    Message,
+    StreamEnd,
+    Usage,
+)
+from slmchat.errors import BackendUnavailable, ModelNotFound
+
+__all__ = [
+    "BACKENDS",
+    "CancelToken",
+    "Capabilities",
+    "ChatBackend",
+    "GenParams",
+    "Message",
+    "ModelRef",
+    "StreamEnd",
+    "Usage",
+    "create_backend",
+    "parse_model_name",
+]
+
+#: backend prefix -> (module, class, pip extra that installs its library)
+BACKENDS: dict[str, tuple[str, str, str]] = {
+    "llamacpp": ("slmchat.backends.llamacpp", "LlamaCppBackend", "slmchat"),
+    "ollama": ("slmchat.backends.ollama", "OllamaBackend", "slmchat"),
+    "mlx": ("slmchat.backends.mlx", "MlxBackend", "slmchat[mlx]"),
+    "openai": ("slmchat.backends.openai_compat", "OpenAICompatBackend", "slmchat"),
+}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed model name: which backend, and the backend's own model name."""
+
+    backend: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"{self.backend}:{self.model}"
+
+
+def parse_model_name(name: str, aliases: dict[str, str] | None = None) -> ModelRef:
+    """Read ``backend:model`` (``ollama:llama3.2:3b``, ``llamacpp:/m/x.gguf``) or an alias.
+
+    Only the first colon separates the backend, so Ollama tags keep theirs.
+    """
+    aliases = aliases or {}
+    seen: set[str] = set()
+    while name in aliases:
+        if name in seen:
+            raise ModelNotFound(f"model alias {name!r} refers to itself", "fix [aliases] in the config")
+        seen.add(name)
+        name = aliases[name]
+    backend, sep, model = name.partition(":")
+    if not sep or not model:
+        raise ModelNotFound(
+            f"model name {name!r} has no backend",
+            f"write it as backend:model, e.g. llamacpp:smollm2, ollama:llama3.2:3b or openai:gpt-4o-mini "
+            f"(backends: {', '.join(BACKENDS)})",
+        )
+    if backend not in BACKENDS:
+        raise ModelNotFound(
+            f"unknown backend {backend!r} in model name {name!r}",
+            f"use one of: {', '.join(BACKENDS)}",
+        )
+    return ModelRef(backend, model)
+
+
+def create_backend(ref: ModelRef, options: dict[str, Any] | None = None) -> ChatBackend:
+    """Build (not load) the backend object for ``ref``."""
+    module_name, class_name, extra = BACKENDS[ref.backend]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"the {ref.backend} backend cannot be used: {exc}",
+            f"install it with: pip install '{extra}'",
+        ) from exc
+    cls: type[ChatBackend] = getattr(module, class_name)
+    return cls(ref.model, options)

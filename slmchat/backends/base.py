@@ -1,0 +1,163 @@
+"""What every model backend provides: one streaming chat call that ends with usage.
+
+A backend yields text deltas (``str``) and finishes with exactly one ``StreamEnd``.
+Timing is measured by the engine, the same way for every backend, so figures compare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message as sent to a model."""
+
+    role: Role
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one model call; ``estimated`` when the backend did not report them."""
+
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    estimated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "estimated": self.estimated,
+        }
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The last item of every stream."""
+
+    usage: Usage
+    finish_reason: FinishReason = "stop"
+
+
+@dataclass(frozen=True)
+class GenParams:
+    """Sampling settings for one call."""
+
+    max_tokens: int = 512
+    temperature: float = 0.7
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Declared, not guessed: what a backend can do beyond plain chat."""
+
+    tool_calling: bool = False
+    json_schema: bool = False
+    embeddings: bool = False
+    exact_token_counts: bool = False
+
+
+class CancelToken:
+    """Set by the engine to stop a stream; backends check it between tokens."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+StreamItem = str | StreamEnd
+ProgressFn = Callable[[str], None]
+
+
+def estimate_tokens(text: str) -> int:
+    """A character-based estimate (4 characters a token), used only where no tokenizer is at hand."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+class ChatBackend(ABC):
+    """Base class of the model backends. ``model`` is the backend-specific model name."""
+
+    #: the prefix used in ``backend:model`` names
+    name: ClassVar[str] = "base"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, model: str, options: dict[str, Any] | None = None) -> None:
+        self.model = model
+        self.options: dict[str, Any] = dict(options or {})
+
+    async def load(self, progress: ProgressFn | None = None) -> None:
+        """Make the model ready (load weights, check the server). Default: nothing to do."""
+
+    @property
+    def context_tokens(self) -> int | None:
+        """The model's context window in tokens, when known."""
+        return None
+
+    def count_tokens(self, text: str) -> tuple[int, bool]:
+        """Token count of ``text`` and whether it is an estimate."""
+        return estimate_tokens(text), True
+
+    @abstractmethod
+    def stream(
+        self, messages: list[Message], params: GenParams, cancel: CancelToken
+    ) -> AsyncIterator[StreamItem]:
+        """Stream the answer to ``messages``: text deltas, then one ``StreamEnd``."""
+
+    async def aclose(self) -> None:
+        """Release clients and memory."""
+
+
+async def iterate_in_thread(produce: Callable[[], Iterator[StreamItem]]) -> AsyncIterator[StreamItem]:
+    """Run a blocking stream in a worker thread and hand its items to the event loop.
+
+    Used by the in-process backends (llama.cpp, MLX), whose generation blocks.
+    The producer must watch its own ``CancelToken``; this only moves items across.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def post(tag: str, value: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (tag, value))
+        except RuntimeError:  # the loop closed under us (process exiting): nobody listens
+            pass
+
+    def work() -> None:
+        try:
+            for item in produce():
+                post("item", item)
+        except BaseException as exc:
+            post("error", exc)
+        else:
+            post("done", None)
+
+    thread = threading.Thread(target=work, name="slmchat-generate", daemon=True)
+    thread.start()
+    while True:
+        tag, value = await queue.get()
+        if tag == "item":
+            yield value
+        elif tag == "error":
+            raise value
+        else:
+            return

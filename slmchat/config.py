@@ -1,0 +1,152 @@
+"""Configuration: one TOML file, validated by pydantic, with ``SLMCHAT_*`` overrides.
+
+Environment overrides: ``SLMCHAT_<KEY>`` for top-level keys and ``SLMCHAT_<SECTION>__<KEY>``
+for keys in a section (``SLMCHAT_SMALL__MODEL=ollama:llama3.2:3b``). Values are parsed as TOML
+values when they can be (numbers, booleans), else taken as strings. Errors name the file or
+the variable, the key and what was expected. (pydantic-settings can read TOML and the
+environment too, but its errors cannot say which of the two a bad value came from.)
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from slmchat import paths
+from slmchat.errors import ConfigError
+
+ENV_PREFIX = "SLMCHAT_"
+#: variables that choose files rather than set config keys
+PATH_VARIABLES = {"SLMCHAT_CONFIG", "SLMCHAT_CONFIG_DIR", "SLMCHAT_DATA_DIR"}
+
+
+class TierConfig(BaseModel):
+    """One tier (``small`` or ``large``): which model, where, and how to sample."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="backend:model, or an alias from [aliases]")
+    base_url: str | None = Field(None, description="server URL for ollama and openai backends")
+    api_key_env: str | None = Field(
+        None, description="name of the environment variable holding the API key (never the key itself)"
+    )
+    timeout_s: float = Field(60.0, gt=0, description="seconds to wait for a server before giving up")
+    max_tokens: int = Field(512, gt=0, description="longest answer, in tokens")
+    temperature: float = Field(0.2, ge=0, le=2, description="sampling temperature; small models want it low")
+    seed: int | None = Field(None, description="sampling seed, for reproducible answers")
+    context_tokens: int | None = Field(
+        None, gt=0, description="history budget in tokens; default: what the model's window leaves"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="backend-specific settings (n_ctx, n_threads)")
+
+
+class Config(BaseModel):
+    """The whole configuration file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    small: TierConfig = Field(default_factory=lambda: TierConfig(model="llamacpp:smollm2"))
+    large: TierConfig | None = None
+    aliases: dict[str, str] = Field(default_factory=dict)
+    system_prompt: str = "You are a helpful assistant. Answer clearly and concisely."
+    route: str = Field("auto", pattern="^(auto|small|large)$", description="default route for every turn")
+
+
+def _env_overrides() -> dict[tuple[str, ...], tuple[str, Any]]:
+    """``{key path: (variable name, value)}`` for every SLMCHAT_* config variable."""
+    found: dict[tuple[str, ...], tuple[str, Any]] = {}
+    for name, raw in os.environ.items():
+        if not name.startswith(ENV_PREFIX) or name in PATH_VARIABLES:
+            continue
+        key = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        found[key] = (name, value)
+    return found
+
+
+def _set(tree: dict[str, Any], key: tuple[str, ...], value: Any) -> None:
+    for part in key[:-1]:
+        node = tree.get(part)
+        if not isinstance(node, dict):
+            node = tree[part] = {}
+        tree = node
+    tree[key[-1]] = value
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read, overlay the environment, validate. A missing file means all defaults."""
+    path = path or paths.config_file()
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the file, or see `slmchat config init`") from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}", "check the file's permissions") from exc
+    overrides = _env_overrides()
+    for key, (_name, value) in overrides.items():
+        _set(data, key, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, overrides), "see docs/configuration.md for every key") from exc
+
+
+def _describe(exc: ValidationError, path: Path, overrides: dict[tuple[str, ...], tuple[str, Any]]) -> str:
+    problems = []
+    for error in exc.errors():
+        key = tuple(str(part) for part in error["loc"])
+        source = next((name for k, (name, _v) in overrides.items() if key[: len(k)] == k), str(path))
+        what = error["msg"]
+        if error["type"] == "extra_forbidden":
+            what = "unknown key"
+        shown = ".".join(key)
+        got = error.get("input")
+        extra = f" (got {got!r})" if error["type"] != "extra_forbidden" and not isinstance(got, dict) else ""
+        problems.append(f"{source}: {shown}: {what}{extra}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+TEMPLATE = """\
+# slmchat configuration. Every key is optional; see docs/configuration.md.
+# Environment overrides: SLMCHAT_SMALL__MODEL=..., SLMCHAT_LARGE__BASE_URL=..., SLMCHAT_ROUTE=small
+
+# default route for every turn: auto | small | large
+route = "auto"
+system_prompt = "You are a helpful assistant. Answer clearly and concisely."
+
+[small]
+# backend:model. llamacpp:smollm2 is the model that ships with slmchat.
+model = "llamacpp:smollm2"
+max_tokens = 512
+temperature = 0.2
+# options = { n_ctx = 2048, n_threads = 4 }
+
+# The large tier is optional. Any OpenAI-compatible server works:
+# [large]
+# model = "openai:gpt-4o-mini"
+# api_key_env = "OPENAI_API_KEY"
+# base_url = "https://api.openai.com/v1"
+# timeout_s = 60
+
+[aliases]
+# fast = "ollama:llama3.2:3b"
+"""
+
+
+def write_template(path: Path | None = None, force: bool = False) -> Path:
+    """Create a commented config file; refuse to overwrite one unless ``force``."""
+    path = path or paths.config_file()
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists", "edit it, or pass --force to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(TEMPLATE, encoding="utf-8")
+    return path

@@ -1,0 +1,155 @@
+"""`slmchat doctor`: what is installed and reachable, with the fix for each problem."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+from slmchat import paths
+from slmchat.backends import parse_model_name
+from slmchat.config import Config, TierConfig, load_config
+from slmchat.errors import SlmchatError
+
+Level = Literal["ok", "warn", "fail"]
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: Level
+    detail: str
+    fix: str | None = None
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_packages() -> list[Check]:
+    checks = [Check("python", "ok", sys.version.split()[0])]
+    llama = _version("llama-cpp-python")
+    checks.append(
+        Check("llama.cpp", "ok", f"llama-cpp-python {llama}")
+        if llama
+        else Check("llama.cpp", "fail", "llama-cpp-python is not installed", "pip install llama-cpp-python")
+    )
+    mlx = _version("mlx-lm")
+    checks.append(
+        Check("mlx", "ok", f"mlx-lm {mlx}")
+        if mlx
+        else Check("mlx", "warn", "mlx-lm is not installed (only needed for mlx: models)", "pip install 'slmchat[mlx]'")
+    )
+    return checks
+
+
+def check_default_model() -> Check:
+    from slmchat.backends.llamacpp import resolve_model_path
+
+    try:
+        path = resolve_model_path("smollm2")
+    except SlmchatError as exc:
+        return Check("default model", "fail", exc.message, exc.hint)
+    return Check("default model", "ok", f"{path} ({path.stat().st_size / 1e6:.0f} MB)")
+
+
+async def check_ollama(host: str | None) -> Check:
+    host = host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
+    if not host.startswith(("http://", "https://")):
+        host = "http://" + host
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            response = await client.get(host.rstrip("/") + "/api/version")
+            response.raise_for_status()
+            version = response.json().get("version", "?")
+    except (httpx.HTTPError, ValueError) as exc:
+        return Check("ollama", "warn", f"no Ollama server at {host} ({type(exc).__name__})",
+                     "start it with `ollama serve`, or set OLLAMA_HOST; only needed for ollama: models")
+    return Check("ollama", "ok", f"Ollama {version} at {host}")
+
+
+async def check_tier(tier: str, cfg: TierConfig | None, config: Config) -> Check:
+    name = f"{tier} tier"
+    if cfg is None:
+        return Check(name, "warn", "not configured: every turn runs on the small tier",
+                     "add a [large] section to the config (see docs/configuration.md)")
+    try:
+        ref = parse_model_name(cfg.model, config.aliases)
+    except SlmchatError as exc:
+        return Check(name, "fail", exc.message, exc.hint)
+    if ref.backend == "llamacpp":
+        from slmchat.backends.llamacpp import is_hub_name, resolve_model_path
+
+        if is_hub_name(ref.model):
+            return Check(name, "warn", f"{ref}: not a local file; it will be fetched from the hub on first use")
+        try:
+            resolve_model_path(ref.model)
+        except SlmchatError as exc:
+            return Check(name, "fail", f"{ref}: {exc.message}", exc.hint)
+        return Check(name, "ok", str(ref))
+    if ref.backend == "ollama":
+        ollama = await check_ollama(cfg.base_url)
+        return Check(name, "ok" if ollama.level == "ok" else "fail", f"{ref}: {ollama.detail}", ollama.fix)
+    if ref.backend == "openai":
+        return await _check_openai(name, str(ref), cfg)
+    return Check(name, "ok", str(ref))
+
+
+async def _check_openai(name: str, label: str, cfg: TierConfig) -> Check:
+    base = (cfg.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+    key_env = cfg.api_key_env or ("OPENAI_API_KEY" if not cfg.base_url else None)
+    headers = {}
+    if key_env:
+        key = os.environ.get(key_env)
+        if not key:
+            return Check(name, "fail", f"{label}: {key_env} is not set", f"export {key_env}=...")
+        headers["Authorization"] = f"Bearer {key}"
+    try:
+        async with httpx.AsyncClient(timeout=min(cfg.timeout_s, 5.0)) as client:
+            response = await client.get(base + "/models", headers=headers)
+    except httpx.HTTPError as exc:
+        return Check(name, "fail", f"{label}: cannot reach {base} ({type(exc).__name__})",
+                     "check base_url and that the server is running")
+    if response.status_code in (401, 403):
+        return Check(name, "fail", f"{label}: {base} refused the API key", f"set a valid key in {key_env}")
+    return Check(name, "ok", f"{label} at {base} (HTTP {response.status_code})")
+
+
+def check_files() -> list[Check]:
+    checks = []
+    try:
+        config = load_config()
+        where = paths.config_file()
+        checks.append(Check("config", "ok", f"{where}" + ("" if where.exists() else " (not created; defaults)")))
+    except SlmchatError as exc:
+        return [Check("config", "fail", exc.message, exc.hint)]
+    try:
+        from slmchat.store import Store
+
+        Store(paths.database_file()).close()
+        checks.append(Check("history", "ok", str(paths.database_file())))
+    except (SlmchatError, OSError) as exc:
+        checks.append(Check("history", "fail", str(exc), f"check that {paths.data_dir()} is writable"))
+    del config
+    return checks
+
+
+async def run_checks() -> list[Check]:
+    checks = check_packages() + [check_default_model()] + check_files()
+    try:
+        config = load_config()
+    except SlmchatError:
+        return checks
+    checks.append(await check_tier("small", config.small, config))
+    checks.append(await check_tier("large", config.large, config))
+    if not any(c.name.endswith("tier") and "ollama:" in c.detail for c in checks):
+        checks.append(await check_ollama(None))
+    return checks

@@ -1,0 +1,99 @@
+"""Events a turn emits. The same objects feed every face, ``ask --json`` and the store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+from slmchat.backends.base import Usage
+from slmchat.routing.decision import RouteDecision
+
+TurnStatus = Literal["ok", "interrupted", "failed"]
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Wall-clock figures of one turn, measured by the engine the same way for every backend.
+
+    ``tokens_per_s`` is decode speed: completion tokens over the time after the first token.
+    """
+
+    ttft_ms: float | None
+    total_ms: float
+    tokens_per_s: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TurnStats:
+    """Everything measured about one finished (or interrupted) turn."""
+
+    conversation_id: str
+    turn_id: int | None
+    answer: str
+    status: TurnStatus
+    route: RouteDecision
+    usage: Usage
+    latency: Latency
+    finish_reason: str
+    history_dropped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "conversation_id": self.conversation_id,
+            "turn_id": self.turn_id,
+            "answer": self.answer,
+            "status": self.status,
+            "route": self.route.to_dict(),
+            "usage": self.usage.to_dict(),
+            "latency": self.latency.to_dict(),
+            "finish_reason": self.finish_reason,
+            "history_dropped": self.history_dropped,
+        }
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of all events; ``kind`` names the type on the wire."""
+
+    kind: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"kind": self.kind}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            data[name] = value.to_dict() if hasattr(value, "to_dict") else value
+        return data
+
+
+@dataclass(frozen=True)
+class RouteDecided(Event):
+    kind: ClassVar[str] = "route_decided"
+    decision: RouteDecision
+
+
+@dataclass(frozen=True)
+class Token(Event):
+    kind: ClassVar[str] = "token"
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnDone(Event):
+    kind: ClassVar[str] = "turn_done"
+    stats: TurnStats
+
+
+@dataclass(frozen=True)
+class TurnFailed(Event):
+    """The turn could not finish; ``partial`` is what had been streamed (kept and stored)."""
+
+    kind: ClassVar[str] = "turn_failed"
+    error: str
+    hint: str | None = None
+    partial: str = ""
+    conversation_id: str = ""
+    turn_id: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)

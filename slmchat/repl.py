@@ -1,0 +1,161 @@
+"""The plain interactive chat (prompt-toolkit): history, multi-line input, slash commands.
+
+Enter sends; Alt-Enter (or Esc then Enter) starts a new line. Ctrl-C stops an answer
+(the partial answer is kept), Ctrl-D or /quit leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings
+
+from slmchat import paths
+from slmchat.errors import SlmchatError
+from slmchat.events import RouteDecided, Token, TurnDone, TurnFailed
+from slmchat.routing import Route
+from slmchat.session import Session
+from slmchat.transcript import stats_line
+
+HELP = """\
+commands:
+  /help                 this text
+  /new                  start a new conversation
+  /model [NAME]         show the models, or use NAME (backend:model) for the small tier
+  /route [auto|small|large]  show or set the route for the following turns
+  /quit                 leave (Ctrl-D works too)
+Enter sends, Alt-Enter adds a line, Ctrl-C stops an answer."""
+
+
+def _bindings() -> KeyBindings:
+    keys = KeyBindings()
+
+    @keys.add("escape", "enter")
+    def _newline(event: Any) -> None:
+        event.current_buffer.insert_text("\n")
+
+    return keys
+
+
+class Repl:
+    """Reads input, runs turns through the session, prints tokens as they come."""
+
+    def __init__(self, session: Session, prompt: PromptSession[str], out: TextIO) -> None:
+        self.session = session
+        self.prompt = prompt
+        self.out = out
+        self.last_stats = ""
+
+    def write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def toolbar(self) -> str:
+        route = self.session.route.value
+        return f" {self.last_stats or self.session.status} | route: {route} | /help"
+
+    async def run(self) -> None:
+        self.write(f"slmchat: {self.session.model_name('small')} (small)"
+                   f"{', ' + str(self.session.model_name('large')) + ' (large)' if self.session.model_name('large') else ''}"
+                   " — /help for commands\n")
+        loading = self.session.start_loading("small")
+        loading.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+        while True:
+            try:
+                text = await self.prompt.prompt_async("› ", bottom_toolbar=self.toolbar)
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                break
+            text = text.strip()
+            if not text:
+                continue
+            if text.startswith("/"):
+                if not self.command(text):
+                    break
+                continue
+            await self.answer(text)
+
+    def command(self, line: str) -> bool:
+        """Run a slash command; False means quit."""
+        name, _, arg = line.partition(" ")
+        arg = arg.strip()
+        if name in ("/quit", "/exit", "/q"):
+            return False
+        if name == "/help":
+            self.write(HELP + "\n")
+        elif name == "/new":
+            cid = self.session.new_conversation()
+            self.write(f"new conversation {cid}\n")
+        elif name == "/model":
+            if arg:
+                try:
+                    self.write(f"small tier: {self.session.set_model('small', arg)}\n")
+                except SlmchatError as exc:
+                    self.write(f"error: {exc}\n")
+            else:
+                for tier in ("small", "large"):
+                    self.write(f"{tier}: {self.session.model_name(tier) or '(not configured)'}\n")  # type: ignore[arg-type]
+        elif name == "/route":
+            if arg:
+                try:
+                    self.session.route = Route(arg)
+                except ValueError:
+                    self.write("error: route is one of auto, small, large\n")
+                    return True
+            self.write(f"route: {self.session.route.value}\n")
+        else:
+            self.write(f"unknown command {name}; /help lists them\n")
+        return True
+
+    async def answer(self, text: str) -> None:
+        restore = _on_sigint(self.session.cancel)
+        try:
+            async for event in self.session.turn(text):
+                if isinstance(event, RouteDecided) and event.decision.tier != event.decision.wanted:
+                    self.write(f"[{event.decision.reason}]\n")
+                elif isinstance(event, Token):
+                    self.write(event.text)
+                elif isinstance(event, TurnDone):
+                    self.last_stats = stats_line(event.stats)
+                    self.write("\n" + ("[interrupted]\n" if event.stats.status == "interrupted" else ""))
+                elif isinstance(event, TurnFailed):
+                    self.write(("\n" if event.partial else "") + f"error: {event.error}\n")
+                    if event.hint:
+                        self.write(f"  fix: {event.hint}\n")
+        finally:
+            restore()
+
+
+def _on_sigint(callback: Callable[[], None]) -> Callable[[], None]:
+    """Route Ctrl-C to ``callback`` while an answer streams; returns the undo."""
+    try:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, callback)
+    except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
+        return lambda: None
+    return lambda: loop.remove_signal_handler(signal.SIGINT)
+
+
+def _history() -> History:
+    try:
+        paths.data_dir().mkdir(parents=True, exist_ok=True)
+        return FileHistory(str(paths.data_dir() / "repl_history"))
+    except OSError:
+        return InMemoryHistory()
+
+
+async def run_repl(session: Session, prompt: PromptSession[str] | None = None, out: TextIO | None = None) -> None:
+    """Run the chat until /quit or end of input."""
+    prompt = prompt or PromptSession(history=_history(), key_bindings=_bindings(), multiline=False)
+    try:
+        await Repl(session, prompt, out or sys.stdout).run()
+    finally:
+        await session.aclose()
+        session.store.close()

@@ -1,0 +1,234 @@
+"""Conversations, turns, events and usage in SQLite (WAL), with numbered migrations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slmchat.errors import SlmchatError
+
+#: Numbered migrations; the position in this list + 1 is the schema version (PRAGMA user_version).
+#: Never edit one that has shipped: append a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE turns (
+        id INTEGER PRIMARY KEY,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        user_text TEXT NOT NULL,
+        answer TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL CHECK (status IN ('ok', 'interrupted', 'failed')),
+        tier TEXT,
+        model TEXT,
+        route_reason TEXT,
+        error TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX turns_by_conversation ON turns(conversation_id, id);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        turn_id INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE TABLE usage (
+        id INTEGER PRIMARY KEY,
+        turn_id INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+        tier TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt_tokens INTEGER,
+        completion_tokens INTEGER,
+        estimated INTEGER NOT NULL,
+        ttft_ms REAL,
+        total_ms REAL NOT NULL,
+        tokens_per_s REAL
+    );
+    """,
+]
+
+
+@dataclass(frozen=True)
+class ConversationRow:
+    id: str
+    title: str
+    created_at: float
+    updated_at: float
+    turns: int
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """What the engine hands the store at the end of a turn."""
+
+    conversation_id: str
+    user_text: str
+    answer: str
+    status: str
+    tier: str | None
+    model: str | None
+    route_reason: str | None
+    error: str | None
+    events: Sequence[dict[str, Any]]
+    usage: dict[str, Any] | None  # tier, model, token counts and latency of the model call
+
+
+class Store:
+    """One SQLite file. Each turn is written in one transaction: all of it or nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            migrate(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise SlmchatError(
+                f"cannot open the history database {path}: {exc}",
+                "move the file aside to start a new one (nothing else is touched)",
+            ) from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def new_conversation(self, title: str = "") -> str:
+        conversation_id = uuid.uuid4().hex[:12]
+        now = time.time()
+        self.db.execute(
+            "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            (conversation_id, title, now, now),
+        )
+        return conversation_id
+
+    def latest_conversation(self) -> str | None:
+        row = self.db.execute("SELECT id FROM conversations ORDER BY updated_at DESC, rowid DESC LIMIT 1").fetchone()
+        return row["id"] if row else None
+
+    def find_conversation(self, prefix: str) -> str:
+        """The conversation whose id starts with ``prefix`` (ids are shown shortened)."""
+        rows = self.db.execute(
+            "SELECT id FROM conversations WHERE id LIKE ? ESCAPE '\\'",
+            (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
+        ).fetchall()
+        if len(rows) != 1:
+            what = "no conversation" if not rows else f"{len(rows)} conversations"
+            raise SlmchatError(f"{what} with id {prefix!r}", "see `slmchat history list`")
+        return rows[0]["id"]
+
+    def save_turn(self, record: TurnRecord) -> int:
+        now = time.time()
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT INTO turns (conversation_id, user_text, answer, status, tier, model, route_reason,"
+                " error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.conversation_id,
+                    record.user_text,
+                    record.answer,
+                    record.status,
+                    record.tier,
+                    record.model,
+                    record.route_reason,
+                    record.error,
+                    now,
+                ),
+            )
+            turn_id = int(cur.lastrowid or 0)
+            db.executemany(
+                "INSERT INTO events (turn_id, seq, kind, payload) VALUES (?, ?, ?, ?)",
+                [(turn_id, seq, e["kind"], json.dumps(e)) for seq, e in enumerate(record.events)],
+            )
+            if record.usage:
+                u = record.usage
+                db.execute(
+                    "INSERT INTO usage (turn_id, tier, model, prompt_tokens, completion_tokens, estimated,"
+                    " ttft_ms, total_ms, tokens_per_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        turn_id,
+                        u["tier"],
+                        u["model"],
+                        u["prompt_tokens"],
+                        u["completion_tokens"],
+                        int(u["estimated"]),
+                        u["ttft_ms"],
+                        u["total_ms"],
+                        u["tokens_per_s"],
+                    ),
+                )
+            title = record.user_text.strip().splitlines()[0][:60] if record.user_text.strip() else ""
+            db.execute(
+                "UPDATE conversations SET updated_at = ?, title = CASE WHEN title = '' THEN ? ELSE title END"
+                " WHERE id = ?",
+                (now, title, record.conversation_id),
+            )
+        return turn_id
+
+    def conversations(self, limit: int = 20) -> list[ConversationRow]:
+        rows = self.db.execute(
+            "SELECT c.*, (SELECT COUNT(*) FROM turns t WHERE t.conversation_id = c.id) AS turns"
+            " FROM conversations c ORDER BY updated_at DESC, c.rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [ConversationRow(r["id"], r["title"], r["created_at"], r["updated_at"], r["turns"]) for r in rows]
+
+    def turns(self, conversation_id: str) -> list[dict[str, Any]]:
+        """The turns of a conversation, oldest first, each with its usage (or None)."""
+        rows = self.db.execute(
+            "SELECT t.*, u.prompt_tokens, u.completion_tokens, u.estimated, u.ttft_ms, u.total_ms,"
+            " u.tokens_per_s FROM turns t LEFT JOIN usage u ON u.turn_id = t.id"
+            " WHERE t.conversation_id = ? ORDER BY t.id",
+            (conversation_id,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def events(self, turn_id: int) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT payload FROM events WHERE turn_id = ? ORDER BY seq", (turn_id,))
+        return [json.loads(r["payload"]) for r in rows]
+
+
+def migrate(db: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) -> int:
+    """Apply the migrations the database has not seen, each in its own transaction."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(migrations):
+        raise SlmchatError(
+            f"the history database is from a newer slmchat (schema {version}, this one knows {len(migrations)})",
+            "upgrade slmchat",
+        )
+    for number, sql in enumerate(migrations[version:], start=version + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in sql.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return len(migrations)

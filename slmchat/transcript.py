@@ -1,0 +1,72 @@
+"""Conversations as Markdown or JSON, for `slmchat history show|export`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from slmchat.store import Store
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def conversation_json(store: Store, conversation_id: str) -> dict[str, Any]:
+    turns = []
+    for row in store.turns(conversation_id):
+        turns.append(
+            {
+                "turn_id": row["id"],
+                "created_at": row["created_at"],
+                "user": row["user_text"],
+                "answer": row["answer"],
+                "status": row["status"],
+                "route": {"tier": row["tier"], "model": row["model"], "reason": row["route_reason"]},
+                "error": row["error"],
+                "usage": {
+                    "prompt_tokens": row["prompt_tokens"],
+                    "completion_tokens": row["completion_tokens"],
+                    "estimated": bool(row["estimated"]) if row["estimated"] is not None else None,
+                },
+                "latency": {"ttft_ms": row["ttft_ms"], "total_ms": row["total_ms"], "tokens_per_s": row["tokens_per_s"]},
+            }
+        )
+    return {"conversation_id": conversation_id, "turns": turns}
+
+
+def conversation_markdown(store: Store, conversation_id: str) -> str:
+    data = conversation_json(store, conversation_id)
+    lines = [f"# Conversation {conversation_id}", ""]
+    for turn in data["turns"]:
+        lines += [f"## {_when(turn['created_at'])}", "", "**You:**", "", turn["user"], ""]
+        route = turn["route"]
+        label = f"**Assistant** ({route['tier']}, {route['model']})"
+        if turn["status"] != "ok":
+            label += f" — {turn['status']}"
+        lines += [label + ":", "", turn["answer"] or "_(no answer)_", ""]
+        if turn["error"]:
+            lines += [f"> error: {turn['error']}", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def stats_line(stats: Any) -> str:
+    """One line of figures for a finished turn: tier, model, tokens, speed."""
+    usage, latency = stats.usage, stats.latency
+    approx = "~" if usage.estimated else ""
+    parts = [stats.route.tier, stats.route.model]
+    if usage.prompt_tokens is not None or usage.completion_tokens is not None:
+        parts.append(f"{approx}{usage.prompt_tokens or 0}→{approx}{usage.completion_tokens or 0} tok")
+    if latency.ttft_ms is not None:
+        parts.append(f"ttft {latency.ttft_ms:.0f} ms")
+    if latency.tokens_per_s is not None:
+        parts.append(f"{latency.tokens_per_s:.0f} tok/s")
+    parts.append(f"{latency.total_ms / 1000:.1f} s")
+    if stats.status != "ok":
+        parts.append(stats.status)
+    return " · ".join(parts)
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)
