@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -95,23 +96,24 @@ def ask(
 async def _ask(session: Any, prompt: str, route: str | None, as_json: bool) -> int:
     streamed = False
     try:
-        async for event in session.turn(prompt, route):
-            if isinstance(event, Token) and not as_json:
-                sys.stdout.write(event.text)
-                sys.stdout.flush()
-                streamed = True
-            elif isinstance(event, RouteDecided) and not as_json and event.decision.tier != event.decision.wanted:
-                click.echo(f"[{event.decision.reason}]", err=True)
-            elif isinstance(event, TurnDone):
-                if as_json:
-                    click.echo(json.dumps(_ask_json(event), ensure_ascii=False))
-                elif streamed:
-                    sys.stdout.write("\n")
-                return 0 if event.stats.status == "ok" else 130
-            elif isinstance(event, TurnFailed):
-                if streamed:
-                    sys.stdout.write("\n")
-                raise SlmchatError(event.error, event.hint)
+        async with aclosing(session.turn(prompt, route)) as events:
+            async for event in events:
+                if isinstance(event, Token) and not as_json:
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+                    streamed = True
+                elif isinstance(event, RouteDecided) and not as_json and event.decision.tier != event.decision.wanted:
+                    click.echo(f"[{event.decision.reason}]", err=True)
+                elif isinstance(event, TurnDone):
+                    if as_json:
+                        click.echo(json.dumps(_ask_json(event), ensure_ascii=False))
+                    elif streamed:
+                        sys.stdout.write("\n")
+                    return 0 if event.stats.status == "ok" else 130
+                elif isinstance(event, TurnFailed):
+                    if streamed:
+                        sys.stdout.write("\n")
+                    raise SlmchatError(event.error, event.hint)
     finally:
         await session.aclose()
     return 1

@@ -92,19 +92,45 @@ def load_config(path: Path | None = None) -> Config:
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}", "check the file's permissions") from exc
     overrides = _env_overrides()
+    from_file = set(_paths(data))
     for key, (_name, value) in overrides.items():
         _set(data, key, value)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path, overrides), "see docs/configuration.md for every key") from exc
+        message = _describe(exc, path, overrides, from_file)
+        raise ConfigError(message, "see docs/configuration.md for every key") from exc
 
 
-def _describe(exc: ValidationError, path: Path, overrides: dict[tuple[str, ...], tuple[str, Any]]) -> str:
+def _paths(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key path in a nested dict, sections included."""
+    found = []
+    for key, value in tree.items():
+        found.append((*prefix, key))
+        if isinstance(value, dict):
+            found += _paths(value, (*prefix, key))
+    return found
+
+
+def _source(key: tuple[str, ...], path: Path, overrides: dict[tuple[str, ...], tuple[str, Any]],
+            from_file: set[tuple[str, ...]]) -> str:
+    """Which variable or file a bad (or missing) key comes from."""
+    for k, (name, _value) in overrides.items():
+        if key[: len(k)] == k:
+            return name
+    if key[:-1] and key[:-1] not in from_file:  # a section that only the environment created
+        names = [name for k, (name, _v) in overrides.items() if k[: len(key) - 1] == key[:-1]]
+        if names:
+            return ", ".join(sorted(names))
+    return str(path)
+
+
+def _describe(exc: ValidationError, path: Path, overrides: dict[tuple[str, ...], tuple[str, Any]],
+              from_file: set[tuple[str, ...]]) -> str:
     problems = []
     for error in exc.errors():
         key = tuple(str(part) for part in error["loc"])
-        source = next((name for k, (name, _v) in overrides.items() if key[: len(k)] == k), str(path))
+        source = _source(key, path, overrides, from_file)
         what = error["msg"]
         if error["type"] == "extra_forbidden":
             what = "unknown key"

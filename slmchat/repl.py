@@ -10,6 +10,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import aclosing
 from typing import Any, TextIO
 
 from prompt_toolkit import PromptSession
@@ -117,18 +118,19 @@ class Repl:
     async def answer(self, text: str) -> None:
         restore = _on_sigint(self.session.cancel)
         try:
-            async for event in self.session.turn(text):
-                if isinstance(event, RouteDecided) and event.decision.tier != event.decision.wanted:
-                    self.write(f"[{event.decision.reason}]\n")
-                elif isinstance(event, Token):
-                    self.write(event.text)
-                elif isinstance(event, TurnDone):
-                    self.last_stats = stats_line(event.stats)
-                    self.write("\n" + ("[interrupted]\n" if event.stats.status == "interrupted" else ""))
-                elif isinstance(event, TurnFailed):
-                    self.write(("\n" if event.partial else "") + f"error: {event.error}\n")
-                    if event.hint:
-                        self.write(f"  fix: {event.hint}\n")
+            async with aclosing(self.session.turn(text)) as events:
+                async for event in events:
+                    if isinstance(event, RouteDecided) and event.decision.tier != event.decision.wanted:
+                        self.write(f"[{event.decision.reason}]\n")
+                    elif isinstance(event, Token):
+                        self.write(event.text)
+                    elif isinstance(event, TurnDone):
+                        self.last_stats = stats_line(event.stats)
+                        self.write("\n" + ("[interrupted]\n" if event.stats.status == "interrupted" else ""))
+                    elif isinstance(event, TurnFailed):
+                        self.write(("\n" if event.partial else "") + f"error: {event.error}\n")
+                        if event.hint:
+                            self.write(f"  fix: {event.hint}\n")
         finally:
             restore()
 
@@ -151,9 +153,15 @@ def _history() -> History:
         return InMemoryHistory()
 
 
+def make_prompt(**kwargs: Any) -> PromptSession[str]:
+    """The input line: file-backed history, Enter sends, Alt-Enter adds a line."""
+    kwargs.setdefault("history", _history())
+    return PromptSession(key_bindings=_bindings(), multiline=False, **kwargs)
+
+
 async def run_repl(session: Session, prompt: PromptSession[str] | None = None, out: TextIO | None = None) -> None:
     """Run the chat until /quit or end of input."""
-    prompt = prompt or PromptSession(history=_history(), key_bindings=_bindings(), multiline=False)
+    prompt = prompt or make_prompt()
     try:
         await Repl(session, prompt, out or sys.stdout).run()
     finally:

@@ -43,7 +43,9 @@ class Session:
         resume_latest: bool = False,
         debug: bool = False,
         on_progress: Callable[[str], None] | None = None,
+        backends: dict[Tier, ChatBackend] | None = None,
     ) -> None:
+        """``backends`` supplies ready backend objects (a custom one, or one shared between sessions)."""
         self.config = config or load_config()
         self.store = store or Store(paths.database_file())
         self.debug = debug
@@ -56,7 +58,11 @@ class Session:
             tier: parse_model_name(cfg.model, self.config.aliases) if cfg else None
             for tier, cfg in self._tiers.items()
         }
-        self._backends: dict[Tier, ChatBackend] = {}
+        self._backends: dict[Tier, ChatBackend] = dict(backends or {})
+        self._shared = set(self._backends.values())
+        for tier, given in self._backends.items():
+            self._refs[tier] = ModelRef(given.name, given.model)
+            self._tiers[tier] = self._tiers[tier] or TierConfig(model=str(self._refs[tier]))
         self._loading: dict[Tier, asyncio.Task[ChatBackend]] = {}
         self._cancel: CancelToken | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,15 +202,18 @@ class Session:
             events.append(failed.to_dict())
             turn_id = self._save(text, "".join(answer), "failed", decision, exc.message, events, None)
             saved = True
-            yield TurnFailed(exc.message, exc.hint, "".join(answer), self.conversation_id, turn_id)
-        except Exception as exc:
             if self.debug:
                 raise
+            yield TurnFailed(exc.message, exc.hint, "".join(answer), self.conversation_id, turn_id)
+        except Exception as exc:
             message = f"unexpected error: {type(exc).__name__}: {exc}"
             events.append(TurnFailed(message, "run with --debug for the traceback").to_dict())
             turn_id = self._save(text, "".join(answer), "failed", decision, message, events, None)
             saved = True
-            yield TurnFailed(message, "run with --debug for the traceback", "".join(answer), self.conversation_id, turn_id)
+            if self.debug:
+                raise
+            hint = "run with --debug for the traceback"
+            yield TurnFailed(message, hint, "".join(answer), self.conversation_id, turn_id)
         finally:
             # the consumer went away (Ctrl-C, task cancelled, loop closed): stop the model, keep the partial answer
             cancel.cancel()
@@ -287,8 +296,8 @@ class Session:
 
     async def _collect(self, text: str, route: Route | str | None) -> TurnStats:
         last: Event | None = None
-        async for last in self.turn(text, route):
-            pass
+        async for event in self.turn(text, route):
+            last = event
         if isinstance(last, TurnFailed):
             raise SlmchatError(last.error, last.hint)
         assert isinstance(last, TurnDone), "a turn always ends with TurnDone or TurnFailed"
@@ -301,7 +310,8 @@ class Session:
 
     async def aclose(self) -> None:
         for backend in self._backends.values():
-            await backend.aclose()
+            if backend not in self._shared:
+                await backend.aclose()
         self._backends.clear()
 
     def close(self) -> None:

@@ -53,3 +53,78 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("SLMCHAT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     yield tmp_path
+
+
+# -- real models and servers ---------------------------------------------------------------
+
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    from slmchat.backends.llamacpp import resolve_model_path
+
+    return resolve_model_path("smollm2")
+
+
+@pytest.fixture(scope="session")
+def small_backend():  # type: ignore[no-untyped-def]
+    """The real SmolLM2-135M model in llama.cpp, loaded once for the whole test run."""
+    from slmchat.backends.llamacpp import LlamaCppBackend
+
+    backend = LlamaCppBackend("smollm2", {"n_ctx": 2048})
+    asyncio.run(backend.load())
+    return backend
+
+
+@pytest.fixture(scope="session")
+def llama_server(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real `python -m llama_cpp.server` on 127.0.0.1 serving SmolLM2, as a large tier would be."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2-server"],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(url + "/models", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return proc.poll() is not None  # stop waiting if it died
+
+    try:
+        if not wait_until(up, timeout=90) or proc.poll() is not None:
+            pytest.fail(f"llama_cpp.server did not start: {log.read_text()[-2000:]}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -75,14 +75,15 @@ def _download_from_hub(repo_id: str, filename: str) -> Path:
         raise BackendUnavailable("huggingface-hub is not installed", "pip install huggingface-hub") from exc
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename))
-    except (RepositoryNotFoundError, EntryNotFoundError) as exc:
-        raise ModelNotFound(
-            f"no file {filename!r} in Hugging Face repo {repo_id!r}", "check the repo and file names on the hub"
-        ) from exc
+    # LocalEntryNotFoundError is a kind of EntryNotFoundError: catch it first
     except LocalEntryNotFoundError as exc:
         raise ModelNotFound(
             f"{repo_id}/{filename} is not in the local cache and the hub cannot be reached",
             "connect to the internet once to download it, or give a local .gguf path",
+        ) from exc
+    except (RepositoryNotFoundError, EntryNotFoundError) as exc:
+        raise ModelNotFound(
+            f"no file {filename!r} in Hugging Face repo {repo_id!r}", "check the repo and file names on the hub"
         ) from exc
 
 

@@ -1,0 +1,200 @@
+"""`slmchat` as a user runs it: a real process, the real model, and every error path."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+
+def slmchat(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "slmchat", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def write_config(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "config" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+def test_ask_json_answers_with_the_embedded_model() -> None:
+    result = slmchat("ask", "What is the capital of France?", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert "Paris" in data["answer"]
+    assert data["route"] == {"tier": "small", "model": "llamacpp:smollm2", "reason": "auto: small tier by default"}
+    assert data["usage"]["prompt_tokens"] > 10 and data["usage"]["completion_tokens"] > 0
+    assert data["usage"]["estimated"] is False
+    assert data["latency"]["ttft_ms"] > 0 and data["latency"]["total_ms"] >= data["latency"]["ttft_ms"]
+    assert data["latency"]["tokens_per_s"] > 0
+    assert len(data["conversation_id"]) == 12
+
+
+def test_ask_streams_text_reads_stdin_and_continues(tmp_path: Path) -> None:
+    first = slmchat("ask", stdin="Say hello.\n")
+    assert first.returncode == 0 and first.stdout.strip()
+    second = slmchat("ask", "--continue", "--json", "Say it again.")
+    listing = slmchat("history", "list")
+    assert listing.stdout.count("turns") == 1 and " 2 turns" in listing.stdout
+    assert json.loads(second.stdout)["conversation_id"] in listing.stdout
+
+
+def test_history_show_and_export(tmp_path: Path) -> None:
+    slmchat("ask", "--json", "Name a colour.")
+    shown = slmchat("history", "show")
+    assert "**You:**" in shown.stdout and "Name a colour." in shown.stdout
+    out = tmp_path / "conv.json"
+    exported = slmchat("history", "export", "--format", "json", "-o", str(out))
+    assert exported.returncode == 0
+    turn = json.loads(out.read_text())["turns"][0]
+    assert turn["user"] == "Name a colour." and turn["status"] == "ok" and turn["usage"]["completion_tokens"] > 0
+    assert_clean_error(slmchat("history", "show", "nosuchid"), "no conversation with id 'nosuchid'")
+
+
+def test_history_with_nothing_stored_says_so() -> None:
+    assert slmchat("history", "list").stdout.strip() == "no conversations yet"
+    assert_clean_error(slmchat("history", "export"), "no conversations yet")
+
+
+def test_config_path_init_and_show(tmp_path: Path) -> None:
+    path = slmchat("config", "path").stdout.strip()
+    assert path == str(tmp_path / "config" / "config.toml")
+    assert slmchat("config", "init").returncode == 0 and Path(path).exists()
+    assert_clean_error(slmchat("config", "init"), "already exists", "--force")
+    shown = json.loads(slmchat("config", "show", env={"SLMCHAT_SMALL__MAX_TOKENS": "64"}).stdout)
+    assert shown["small"]["model"] == "llamacpp:smollm2" and shown["small"]["max_tokens"] == 64
+
+
+def test_missing_model_file_is_one_clear_line(tmp_path: Path) -> None:
+    result = slmchat("ask", "--model", f"llamacpp:{tmp_path}/nope.gguf", "hi")
+    assert_clean_error(result, "model file not found", "fix:")
+    assert len(result.stderr.strip().splitlines()) == 2
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = slmchat("--debug", "ask", "--model", f"llamacpp:{tmp_path}/nope.gguf", "hi")
+    assert result.returncode != 0 and "Traceback" in result.stderr and "ModelNotFound" in result.stderr
+
+
+def test_unknown_backend_in_model_name() -> None:
+    assert_clean_error(slmchat("ask", "--model", "gpt4", "hi"), "has no backend", "backend:model")
+
+
+def test_invalid_config_names_file_key_and_expectation(tmp_path: Path) -> None:
+    write_config(tmp_path, '[small]\nmodel = "llamacpp:smollm2"\nmax_tokens = "lots"\ncolour = 1\n')
+    result = slmchat("ask", "hi")
+    assert_clean_error(result, str(tmp_path / "config" / "config.toml"), "small.max_tokens", "valid integer",
+                       "small.colour: unknown key")
+
+
+def test_invalid_toml_and_bad_environment_override(tmp_path: Path) -> None:
+    write_config(tmp_path, "[small\n")
+    assert_clean_error(slmchat("ask", "hi"), "is not valid TOML")
+    write_config(tmp_path, "")
+    result = slmchat("ask", "hi", env={"SLMCHAT_SMALL__TEMPERATURE": "9"})
+    assert_clean_error(result, "SLMCHAT_SMALL__TEMPERATURE: small.temperature")
+
+
+def test_unreachable_ollama_host(tmp_path: Path) -> None:
+    port = free_port()
+    result = slmchat("ask", "--model", "ollama:llama3.2:3b", "hi", env={"OLLAMA_HOST": f"http://127.0.0.1:{port}"})
+    assert_clean_error(result, "cannot reach Ollama", f"127.0.0.1:{port}", "ollama serve")
+
+
+def test_refused_large_tier_endpoint(tmp_path: Path) -> None:
+    port = free_port()
+    write_config(tmp_path, f'[large]\nmodel = "openai:big"\nbase_url = "http://127.0.0.1:{port}/v1"\n')
+    assert_clean_error(slmchat("ask", "--route", "large", "hi"), "cannot reach", f"127.0.0.1:{port}")
+
+
+@pytest.fixture
+def silent_server():  # type: ignore[no-untyped-def]
+    """Accepts connections and never answers: a hung endpoint."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_timed_out_large_tier_endpoint(tmp_path: Path, silent_server: int) -> None:
+    write_config(
+        tmp_path,
+        f'[large]\nmodel = "openai:big"\nbase_url = "http://127.0.0.1:{silent_server}/v1"\ntimeout_s = 1\n',
+    )
+    assert_clean_error(slmchat("ask", "--route", "large", "hi"), "did not answer within 1 s", "timeout_s")
+
+
+def test_nothing_stored_is_lost_by_a_failure(tmp_path: Path) -> None:
+    ok = json.loads(slmchat("ask", "--json", "Say hello.").stdout)
+    port = free_port()
+    write_config(tmp_path, f'[large]\nmodel = "openai:big"\nbase_url = "http://127.0.0.1:{port}/v1"\n')
+    assert slmchat("ask", "--continue", "--route", "large", "hi").returncode == 1
+    data = json.loads(slmchat("history", "export", "--format", "json").stdout)
+    assert data["conversation_id"] == ok["conversation_id"]
+    assert [t["status"] for t in data["turns"]] == ["ok", "failed"]
+    assert data["turns"][0]["answer"] == ok["answer"]
+
+
+def test_nothing_to_ask() -> None:
+    assert_clean_error(slmchat("ask", stdin=""), "nothing to ask")
+
+
+def test_doctor_reports_each_part(tmp_path: Path) -> None:
+    port = free_port()
+    write_config(tmp_path, f'[large]\nmodel = "openai:big"\nbase_url = "http://127.0.0.1:{port}/v1"\n')
+    result = slmchat("doctor", env={"OLLAMA_HOST": f"127.0.0.1:{free_port()}"})
+    out = result.stdout
+    assert "ok    llama.cpp: llama-cpp-python" in out
+    assert "ok    default model:" in out and "SmolLM2-135M-Instruct" in out
+    assert "ok    small tier: llamacpp:smollm2" in out
+    assert "FAIL  large tier: openai:big: cannot reach" in out
+    assert "warn  ollama: no Ollama server" in out and "ollama serve" in out
+    assert result.returncode == 1
+
+
+def test_doctor_with_a_working_large_tier(tmp_path: Path, llama_server: str) -> None:
+    write_config(tmp_path, f'[large]\nmodel = "openai:smollm2-server"\nbase_url = "{llama_server}"\n')
+    result = slmchat("doctor", env={"OLLAMA_HOST": f"127.0.0.1:{free_port()}"})
+    assert "ok    large tier: openai:smollm2-server" in result.stdout
+    assert result.returncode == 0, result.stdout

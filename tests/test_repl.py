@@ -1,0 +1,77 @@
+"""The prompt-toolkit chat, driven by typed input, on the real model."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from slmchat.repl import Repl, make_prompt, run_repl
+from slmchat.session import Session
+from tests.helpers import small_config
+
+
+def chat(session: Session, typed: str) -> str:
+    """Type ``typed`` into the REPL and return what it printed."""
+    out = io.StringIO()
+
+    async def go() -> None:
+        with create_pipe_input() as pipe:
+            pipe.send_text(typed)
+            prompt = make_prompt(input=pipe, output=DummyOutput())
+            await run_repl(session, prompt, out)
+
+    asyncio.run(go())
+    return out.getvalue()
+
+
+def test_a_conversation_with_commands(small_backend) -> None:  # type: ignore[no-untyped-def]
+    session = Session(small_config(), backends={"small": small_backend})
+    store_path = session.store.path
+    printed = chat(session, "/help\nWhat is the capital of France?\n/model\n/route large\nHi\n/new\nHello\n/quit\n")
+
+    assert "/model [NAME]" in printed  # the help text
+    assert "small: llamacpp:smollm2\nlarge: (not configured)" in printed
+    assert "route: large" in printed
+    assert "[you chose the large tier; no large tier is configured, so it ran on the small tier]" in printed
+    assert "new conversation" in printed
+
+    from slmchat.store import Store
+
+    store = Store(store_path)
+    conversations = store.conversations()
+    assert [c.turns for c in conversations] == [1, 2]  # newest first: after /new, one turn
+    first = store.turns(conversations[1].id)
+    assert first[0]["user_text"] == "What is the capital of France?" and first[0]["answer"] in printed
+    assert first[1]["route_reason"].startswith("you chose the large tier")
+
+
+def test_multi_line_input_and_end_of_input(small_backend) -> None:  # type: ignore[no-untyped-def]
+    session = Session(small_config(), backends={"small": small_backend})
+    store_path = session.store.path
+    chat(session, "First line\x1b\rsecond line\r\x04")  # Esc-Enter adds a line; Ctrl-D leaves
+
+    from slmchat.store import Store
+
+    rows = Store(store_path).turns(Store(store_path).latest_conversation() or "")
+    assert rows[0]["user_text"] == "First line\nsecond line"
+
+
+def test_bad_commands_and_models_do_not_end_the_chat(small_backend) -> None:  # type: ignore[no-untyped-def]
+    session = Session(small_config(), backends={"small": small_backend})
+    printed = chat(session, "/frobnicate\n/route sideways\n/model gpt4\n/model\n/quit\n")
+    assert "unknown command /frobnicate" in printed
+    assert "route is one of auto, small, large" in printed
+    assert "error: model name 'gpt4' has no backend" in printed
+    assert "small: llamacpp:smollm2" in printed  # the bad name changed nothing
+
+
+def test_the_toolbar_shows_the_last_turns_figures(small_backend) -> None:  # type: ignore[no-untyped-def]
+    session = Session(small_config(), backends={"small": small_backend})
+    repl = Repl(session, PromptSession(output=DummyOutput()), io.StringIO())
+    asyncio.run(repl.answer("Say hi."))
+    bar = repl.toolbar()
+    assert bar.startswith(" small · llamacpp:smollm2 · ") and "tok/s" in bar and "ttft" in bar
