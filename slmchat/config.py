@@ -112,8 +112,9 @@ def _paths(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str
     return found
 
 
-def _source(key: tuple[str, ...], path: Path, overrides: dict[tuple[str, ...], tuple[str, Any]],
-            from_file: set[tuple[str, ...]]) -> str:
+def _source(
+    key: tuple[str, ...], path: Path, overrides: dict[tuple[str, ...], tuple[str, Any]], from_file: set[tuple[str, ...]]
+) -> str:
     """Which variable or file a bad (or missing) key comes from."""
     for k, (name, _value) in overrides.items():
         if key[: len(k)] == k:
@@ -125,8 +126,9 @@ def _source(key: tuple[str, ...], path: Path, overrides: dict[tuple[str, ...], t
     return str(path)
 
 
-def _describe(exc: ValidationError, path: Path, overrides: dict[tuple[str, ...], tuple[str, Any]],
-              from_file: set[tuple[str, ...]]) -> str:
+def _describe(
+    exc: ValidationError, path: Path, overrides: dict[tuple[str, ...], tuple[str, Any]], from_file: set[tuple[str, ...]]
+) -> str:
     problems = []
     for error in exc.errors():
         key = tuple(str(part) for part in error["loc"])

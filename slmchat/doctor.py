@@ -46,7 +46,12 @@ def check_packages() -> list[Check]:
     checks.append(
         Check("mlx", "ok", f"mlx-lm {mlx}")
         if mlx
-        else Check("mlx", "warn", "mlx-lm is not installed (only needed for mlx: models)", "pip install 'slmchat[mlx]'")
+        else Check(
+            "mlx",
+            "warn",
+            "mlx-lm is not installed (only needed for mlx: models)",
+            "pip install 'slmchat[mlx]' (on Linux: 'slmchat[mlx-cpu]')",
+        )
     )
     return checks
 
@@ -71,16 +76,24 @@ async def check_ollama(host: str | None) -> Check:
             response.raise_for_status()
             version = response.json().get("version", "?")
     except (httpx.HTTPError, ValueError) as exc:
-        return Check("ollama", "warn", f"no Ollama server at {host} ({type(exc).__name__})",
-                     "start it with `ollama serve`, or set OLLAMA_HOST; only needed for ollama: models")
+        return Check(
+            "ollama",
+            "warn",
+            f"no Ollama server at {host} ({type(exc).__name__})",
+            "start it with `ollama serve`, or set OLLAMA_HOST; only needed for ollama: models",
+        )
     return Check("ollama", "ok", f"Ollama {version} at {host}")
 
 
 async def check_tier(tier: str, cfg: TierConfig | None, config: Config) -> Check:
     name = f"{tier} tier"
     if cfg is None:
-        return Check(name, "warn", "not configured: every turn runs on the small tier",
-                     "add a [large] section to the config (see docs/configuration.md)")
+        return Check(
+            name,
+            "warn",
+            "not configured: every turn runs on the small tier",
+            "add a [large] section to the config (see docs/configuration.md)",
+        )
     try:
         ref = parse_model_name(cfg.model, config.aliases)
     except SlmchatError as exc:
@@ -116,8 +129,12 @@ async def _check_openai(name: str, label: str, cfg: TierConfig) -> Check:
         async with httpx.AsyncClient(timeout=min(cfg.timeout_s, 5.0)) as client:
             response = await client.get(base + "/models", headers=headers)
     except httpx.HTTPError as exc:
-        return Check(name, "fail", f"{label}: cannot reach {base} ({type(exc).__name__})",
-                     "check base_url and that the server is running")
+        return Check(
+            name,
+            "fail",
+            f"{label}: cannot reach {base} ({type(exc).__name__})",
+            "check base_url and that the server is running",
+        )
     if response.status_code in (401, 403):
         return Check(name, "fail", f"{label}: {base} refused the API key", f"set a valid key in {key_env}")
     return Check(name, "ok", f"{label} at {base} (HTTP {response.status_code})")
@@ -143,7 +160,7 @@ def check_files() -> list[Check]:
 
 
 async def run_checks() -> list[Check]:
-    checks = check_packages() + [check_default_model()] + check_files()
+    checks = [*check_packages(), check_default_model(), *check_files()]
     try:
         config = load_config()
     except SlmchatError:

@@ -62,9 +62,11 @@ class Repl:
         return f" {self.last_stats or self.session.status} | route: {route} | /help"
 
     async def run(self) -> None:
-        self.write(f"slmchat: {self.session.model_name('small')} (small)"
-                   f"{', ' + str(self.session.model_name('large')) + ' (large)' if self.session.model_name('large') else ''}"
-                   " — /help for commands\n")
+        self.write(
+            f"slmchat: {self.session.model_name('small')} (small)"
+            f"{', ' + str(self.session.model_name('large')) + ' (large)' if self.session.model_name('large') else ''}"
+            " — /help for commands\n"
+        )
         loading = self.session.start_loading("small")
         loading.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
         while True:

@@ -55,8 +55,7 @@ class Session:
         self._on_progress = on_progress
         self._tiers: dict[Tier, TierConfig | None] = {"small": self.config.small, "large": self.config.large}
         self._refs: dict[Tier, ModelRef | None] = {
-            tier: parse_model_name(cfg.model, self.config.aliases) if cfg else None
-            for tier, cfg in self._tiers.items()
+            tier: parse_model_name(cfg.model, self.config.aliases) if cfg else None for tier, cfg in self._tiers.items()
         }
         self._backends: dict[Tier, ChatBackend] = dict(backends or {})
         self._shared = set(self._backends.values())
@@ -280,8 +279,18 @@ class Session:
         if stats is not None:
             usage = {"tier": decision.tier, "model": decision.model, **stats.usage.to_dict(), **stats.latency.to_dict()}
         turn_id = self.store.save_turn(
-            TurnRecord(self.conversation_id, text, answer, status, decision.tier, decision.model,
-                       decision.reason, error, events, usage)
+            TurnRecord(
+                self.conversation_id,
+                text,
+                answer,
+                status,
+                decision.tier,
+                decision.model,
+                decision.reason,
+                error,
+                events,
+                usage,
+            )
         )
         self.history.append(Message("user", text))
         if answer:

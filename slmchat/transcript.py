@@ -30,7 +30,11 @@ def conversation_json(store: Store, conversation_id: str) -> dict[str, Any]:
                     "completion_tokens": row["completion_tokens"],
                     "estimated": bool(row["estimated"]) if row["estimated"] is not None else None,
                 },
-                "latency": {"ttft_ms": row["ttft_ms"], "total_ms": row["total_ms"], "tokens_per_s": row["tokens_per_s"]},
+                "latency": {
+                    "ttft_ms": row["ttft_ms"],
+                    "total_ms": row["total_ms"],
+                    "tokens_per_s": row["tokens_per_s"],
+                },
             }
         )
     return {"conversation_id": conversation_id, "turns": turns}

@@ -222,17 +222,13 @@ class FakeOllama:
 
 
 @contextlib.contextmanager
-def fake_ollama(
-    models: tuple[str, ...] = ("llama3.2:3b",), script: ChatScript | None = None
-) -> Iterator[FakeOllama]:
+def fake_ollama(models: tuple[str, ...] = ("llama3.2:3b",), script: ChatScript | None = None) -> Iterator[FakeOllama]:
     """A running ``FakeOllama``, stopped afterwards."""
     with FakeOllama(models, script) as server:
         yield server
 
 
-def _chat_part(
-    model: str, content: str, *, done: bool = False, done_reason: str | None = None
-) -> dict[str, Any]:
+def _chat_part(model: str, content: str, *, done: bool = False, done_reason: str | None = None) -> dict[str, Any]:
     part: dict[str, Any] = {
         "model": model,
         "created_at": _now(),

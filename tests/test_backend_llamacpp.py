@@ -45,8 +45,9 @@ def test_counts_match_llama_cpps_own_usage(small_backend: LlamaCppBackend, max_t
 
 
 def test_cancel_stops_within_a_token(small_backend: LlamaCppBackend) -> None:
-    items = stream(small_backend, [Message("user", "Write a long poem about rivers.")], GenParams(max_tokens=300),
-                   cancel_after=3)
+    items = stream(
+        small_backend, [Message("user", "Write a long poem about rivers.")], GenParams(max_tokens=300), cancel_after=3
+    )
     end = items[-1]
     assert end.finish_reason == "cancelled"
     assert len(items) - 1 <= 4 and end.usage.completion_tokens <= 5

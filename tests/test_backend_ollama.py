@@ -102,9 +102,7 @@ def test_missing_counts_are_estimated() -> None:
     assert end.finish_reason == "stop"
 
 
-def test_ollama_host_environment_variable_is_honoured(
-    fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ollama_host_environment_variable_is_honoured(fake: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_HOST", fake.host_port)
     backend = OllamaBackend("llama3.2:3b", {})
     assert backend.host == fake.url

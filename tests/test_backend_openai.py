@@ -54,7 +54,7 @@ class ErrorServer(ThreadingHTTPServer):
         self.status, self.body = status, body
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(handler) -> None:  # noqa: N805
+            def do_POST(handler) -> None:
                 payload = json.dumps(self.body).encode()
                 handler.send_response(self.status)
                 handler.send_header("Content-Type", "application/json")
@@ -62,7 +62,7 @@ class ErrorServer(ThreadingHTTPServer):
                 handler.end_headers()
                 handler.wfile.write(payload)
 
-            def log_message(handler, *args) -> None:  # noqa: N805
+            def log_message(handler, *args) -> None:
                 pass
 
         super().__init__(("127.0.0.1", 0), Handler)

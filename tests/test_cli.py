@@ -106,8 +106,13 @@ def test_unknown_backend_in_model_name() -> None:
 def test_invalid_config_names_file_key_and_expectation(tmp_path: Path) -> None:
     write_config(tmp_path, '[small]\nmodel = "llamacpp:smollm2"\nmax_tokens = "lots"\ncolour = 1\n')
     result = slmchat("ask", "hi")
-    assert_clean_error(result, str(tmp_path / "config" / "config.toml"), "small.max_tokens", "valid integer",
-                       "small.colour: unknown key")
+    assert_clean_error(
+        result,
+        str(tmp_path / "config" / "config.toml"),
+        "small.max_tokens",
+        "valid integer",
+        "small.colour: unknown key",
+    )
 
 
 def test_invalid_toml_and_bad_environment_override(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_errors_name_the_source_key_and_expectation(monkeypatch: pytest.MonkeyPa
 
     paths.config_file().write_text("")
     monkeypatch.setenv("SLMCHAT_LARGE__TIMEOUT_S", "soon")
-    with pytest.raises(ConfigError, match="SLMCHAT_LARGE__TIMEOUT_S: large.model: Field required"):
+    with pytest.raises(ConfigError, match=r"SLMCHAT_LARGE__TIMEOUT_S: large\.model: Field required"):
         load_config()
 
 

@@ -12,11 +12,27 @@ from slmchat.store import MIGRATIONS, Store, TurnRecord, migrate
 
 
 def record(cid: str, text: str = "hi", **kw) -> TurnRecord:  # type: ignore[no-untyped-def]
-    fields = dict(conversation_id=cid, user_text=text, answer="hello", status="ok", tier="small",
-                  model="llamacpp:smollm2", route_reason="auto", error=None,
-                  events=[{"kind": "route_decided"}, {"kind": "turn_done"}],
-                  usage={"tier": "small", "model": "llamacpp:smollm2", "prompt_tokens": 10, "completion_tokens": 3,
-                         "estimated": False, "ttft_ms": 5.0, "total_ms": 9.0, "tokens_per_s": 80.0})
+    fields = dict(
+        conversation_id=cid,
+        user_text=text,
+        answer="hello",
+        status="ok",
+        tier="small",
+        model="llamacpp:smollm2",
+        route_reason="auto",
+        error=None,
+        events=[{"kind": "route_decided"}, {"kind": "turn_done"}],
+        usage={
+            "tier": "small",
+            "model": "llamacpp:smollm2",
+            "prompt_tokens": 10,
+            "completion_tokens": 3,
+            "estimated": False,
+            "ttft_ms": 5.0,
+            "total_ms": 9.0,
+            "tokens_per_s": 80.0,
+        },
+    )
     fields.update(kw)
     return TurnRecord(**fields)  # type: ignore[arg-type]
 

@@ -6,6 +6,7 @@ Backends are imported lazily: a machine without MLX or Ollama's client can still
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ __all__ = [
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "llamacpp": ("slmchat.backends.llamacpp", "LlamaCppBackend", "slmchat"),
     "ollama": ("slmchat.backends.ollama", "OllamaBackend", "slmchat"),
-    "mlx": ("slmchat.backends.mlx", "MlxBackend", "slmchat[mlx]"),
+    "mlx": ("slmchat.backends.mlx", "MlxBackend", "slmchat[mlx]" if sys.platform == "darwin" else "slmchat[mlx-cpu]"),
     "openai": ("slmchat.backends.openai_compat", "OpenAICompatBackend", "slmchat"),
 }
 

@@ -118,9 +118,7 @@ class ChatBackend(ABC):
         return estimate_tokens(text), True
 
     @abstractmethod
-    def stream(
-        self, messages: list[Message], params: GenParams, cancel: CancelToken
-    ) -> AsyncIterator[StreamItem]:
+    def stream(self, messages: list[Message], params: GenParams, cancel: CancelToken) -> AsyncIterator[StreamItem]:
         """Stream the answer to ``messages``: text deltas, then one ``StreamEnd``."""
 
     async def aclose(self) -> None:

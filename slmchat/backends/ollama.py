@@ -145,9 +145,7 @@ class OllamaBackend(ChatBackend):
                     return
                 if getter is None:
                     getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait(
-                    {getter, reader}, timeout=CANCEL_POLL_S, return_when=asyncio.FIRST_COMPLETED
-                )
+                await asyncio.wait({getter, reader}, timeout=CANCEL_POLL_S, return_when=asyncio.FIRST_COMPLETED)
                 if not getter.done():
                     if reader.done() and queue.empty():  # the reader failed, or the stream ran out early
                         raise self._reader_error(reader)

@@ -116,7 +116,8 @@ class OpenAICompatBackend(ChatBackend):
             ) from exc
         except openai.AuthenticationError as exc:
             raise BackendUnavailable(
-                f"{self.where} refused the API key", f"set a valid key in {self.options.get('api_key_env') or 'OPENAI_API_KEY'}"
+                f"{self.where} refused the API key",
+                f"set a valid key in {self.options.get('api_key_env') or 'OPENAI_API_KEY'}",
             ) from exc
         except openai.NotFoundError as exc:
             raise ModelNotFound(
