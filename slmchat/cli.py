@@ -74,10 +74,11 @@ def ask(
     new: bool,
     conversation_id: str | None,
 ) -> None:
-    """Answer TEXT (or standard input) and exit."""
+    """Answer TEXT and exit. Piped input is added after TEXT (or is the question on its own)."""
     prompt = " ".join(text).strip()
-    if not prompt and not sys.stdin.isatty():
-        prompt = sys.stdin.read().strip()
+    if not sys.stdin.isatty():
+        piped = sys.stdin.read().strip()
+        prompt = f"{prompt}\n\n{piped}" if prompt and piped else prompt or piped
     if not prompt:
         raise SlmchatError("nothing to ask", 'give the question as an argument or on stdin: slmchat ask "..."')
     session = _session(ctx, conversation_id=conversation_id, resume_latest=not new)
@@ -178,7 +179,7 @@ def history_list(limit: int) -> None:
         click.echo("no conversations yet")
     for row in rows:
         when = datetime.fromtimestamp(row.updated_at).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{row.id}  {when}  {row.turns:>3} turns  {row.title}")
+        click.echo(f"{row.id}  {when}  {row.turns:>3} turn{'' if row.turns == 1 else 's'}  {row.title}")
 
 
 @history.command("show")

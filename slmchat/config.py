@@ -93,6 +93,8 @@ def load_config(path: Path | None = None) -> Config:
             raise ConfigError(f"cannot read {path}: {exc.strerror}", "check the file's permissions") from exc
     overrides = _env_overrides()
     from_file = set(_paths(data))
+    if "small" not in data and any(key[0] == "small" for key in overrides):
+        data["small"] = {"model": Config().small.model}  # tuning the default tier keeps its model
     for key, (_name, value) in overrides.items():
         _set(data, key, value)
     try:

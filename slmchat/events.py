@@ -15,12 +15,16 @@ TurnStatus = Literal["ok", "interrupted", "failed"]
 class Latency:
     """Wall-clock figures of one turn, measured by the engine the same way for every backend.
 
-    ``tokens_per_s`` is decode speed: completion tokens over the time after the first token.
+    ``ttft_ms`` runs from the start of the turn to the first token, less ``load_ms``, the time
+    spent waiting for the model to load (non-zero only on a tier's first turn); ``total_ms``
+    includes everything. ``tokens_per_s`` is decode speed: completion tokens over the time
+    after the first token.
     """
 
     ttft_ms: float | None
     total_ms: float
     tokens_per_s: float | None
+    load_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

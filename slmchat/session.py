@@ -11,6 +11,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from slmchat import paths
@@ -18,13 +19,34 @@ from slmchat.backends import ChatBackend, ModelRef, create_backend, parse_model_
 from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage
 from slmchat.config import Config, TierConfig, load_config
 from slmchat.errors import SlmchatError
-from slmchat.events import Event, Latency, RouteDecided, Token, TurnDone, TurnFailed, TurnStats
+from slmchat.events import Event, Latency, RouteDecided, Token, TurnDone, TurnFailed, TurnStats, TurnStatus
 from slmchat.routing import DefaultRouter, Route, RouteDecision, Tier
-from slmchat.store import Store, TurnRecord
+from slmchat.store import Store, TurnRecord, new_conversation_id
 from slmchat.window import fit_window
 
 #: history budget for backends that do not report their context window
 DEFAULT_HISTORY_TOKENS = 4096
+
+
+@dataclass
+class _Turn:
+    """What one turn has gathered so far; the engine's working state, never seen by faces."""
+
+    text: str
+    decision: RouteDecision
+    started: float
+    load_s: float = 0.0
+    first_token_at: float | None = None
+    finished_at: float = 0.0
+    end: StreamEnd | None = None
+    dropped: int = 0
+    saved: bool = False
+    answer: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def text_so_far(self) -> str:
+        return "".join(self.answer)
 
 
 class Session:
@@ -63,6 +85,7 @@ class Session:
             self._refs[tier] = ModelRef(given.name, given.model)
             self._tiers[tier] = self._tiers[tier] or TierConfig(model=str(self._refs[tier]))
         self._loading: dict[Tier, asyncio.Task[ChatBackend]] = {}
+        self._retired: list[ChatBackend] = []
         self._cancel: CancelToken | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.history: list[Message] = []
@@ -74,9 +97,11 @@ class Session:
         if conversation_id is None and resume_latest:
             conversation_id = self.store.latest_conversation()
         if conversation_id is None:
-            return self.store.new_conversation()
+            return new_conversation_id()  # stored with its first turn: no empty conversations
         conversation_id = self.store.find_conversation(conversation_id)
         for row in self.store.turns(conversation_id):
+            if row["status"] == "failed":
+                continue  # a question that got no answer is not sent again
             self.history.append(Message("user", row["user_text"]))
             if row["answer"]:
                 self.history.append(Message("assistant", row["answer"]))
@@ -85,7 +110,7 @@ class Session:
     def new_conversation(self) -> str:
         """Start a fresh conversation (the old one stays in the store)."""
         self.history = []
-        self.conversation_id = self.store.new_conversation()
+        self.conversation_id = new_conversation_id()
         return self.conversation_id
 
     # -- models -------------------------------------------------------------------------
@@ -97,13 +122,18 @@ class Session:
     def set_model(self, tier: Tier, name: str) -> str:
         """Use another model for ``tier`` from the next turn on; returns the resolved name."""
         ref = parse_model_name(name, self.config.aliases)
-        cfg = self._tiers[tier] or TierConfig(model=name)
+        cfg = self._tiers[tier]
+        previous = self._refs[tier]
+        if cfg is None or previous is None or previous.backend != ref.backend:
+            # another backend: the old server address, key and options do not apply to it
+            keep = {"max_tokens", "temperature", "seed", "context_tokens"}
+            cfg = TierConfig(model=name, **(cfg.model_dump(include=keep) if cfg else {}))
         self._tiers[tier] = cfg.model_copy(update={"model": name})
         self._refs[tier] = ref
         old = self._backends.pop(tier, None)
         self._loading.pop(tier, None)
-        if old is not None:
-            asyncio.ensure_future(old.aclose()) if _loop_running() else None
+        if old is not None and old not in self._shared:
+            self._retired.append(old)  # closed with the session
         return str(ref)
 
     def _progress(self, message: str) -> None:
@@ -157,71 +187,54 @@ class Session:
         route = Route(route) if route is not None else self.route
         cancel = self._cancel = CancelToken()
         decision = self.router.decide(text, route, {t: self.model_name(t) for t in ("small", "large")})
-        events: list[dict[str, Any]] = [RouteDecided(decision).to_dict()]
+        turn = _Turn(text, decision, started)
+        turn.events.append(RouteDecided(decision).to_dict())
         yield RouteDecided(decision)
-
-        answer: list[str] = []
-        first_token_at: float | None = None
-        end: StreamEnd | None = None
-        dropped = 0
-        saved = False
         try:
             backend = await self.backend(decision.tier)
+            turn.load_s = time.perf_counter() - started
             cfg = self._tiers[decision.tier]
             assert cfg is not None
+            budget = self._history_budget(backend, cfg)
             window = fit_window(
-                self.config.system_prompt,
-                self.history,
-                text,
-                self._history_budget(backend, cfg),
-                lambda s: backend.count_tokens(s)[0],
+                self.config.system_prompt, self.history, text, budget, lambda s: backend.count_tokens(s)[0]
             )
-            dropped = window.dropped
+            turn.dropped = window.dropped
             params = GenParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed)
             async for item in backend.stream(window.messages, params, cancel):
                 if isinstance(item, StreamEnd):
-                    end = item
+                    turn.end = item
                     break
-                if first_token_at is None:
-                    first_token_at = time.perf_counter()
-                answer.append(item)
+                if turn.first_token_at is None:
+                    turn.first_token_at = time.perf_counter()
+                turn.answer.append(item)
                 yield Token(item)
-            finished_at = time.perf_counter()
-            if end is None:
+            turn.finished_at = time.perf_counter()
+            if turn.end is None:
                 raise SlmchatError(f"{decision.model} ended its stream without finishing", "try again")
-            status = "interrupted" if end.finish_reason == "cancelled" else "ok"
-            stats = self._finish(decision, "".join(answer), status, end, started, first_token_at, finished_at, dropped)
-            events.append(TurnDone(stats).to_dict())
-            turn_id = self._save(text, stats.answer, status, decision, None, events, stats)
-            saved = True
-            stats = _with_turn_id(stats, turn_id)
-            yield TurnDone(stats)
+            stats = self._stats(turn, "interrupted" if turn.end.finish_reason == "cancelled" else "ok")
+            turn.events.append(TurnDone(stats).to_dict())
+            yield TurnDone(replace(stats, turn_id=self._save(turn, stats.status, None, stats)))
         except SlmchatError as exc:
-            failed = TurnFailed(exc.message, exc.hint, "".join(answer), self.conversation_id)
-            events.append(failed.to_dict())
-            turn_id = self._save(text, "".join(answer), "failed", decision, exc.message, events, None)
-            saved = True
+            turn.events.append(TurnFailed(exc.message, exc.hint, turn.text_so_far).to_dict())
+            turn_id = self._save(turn, "failed", exc.message, None)
             if self.debug:
                 raise
-            yield TurnFailed(exc.message, exc.hint, "".join(answer), self.conversation_id, turn_id)
+            yield TurnFailed(exc.message, exc.hint, turn.text_so_far, self.conversation_id, turn_id)
         except Exception as exc:
-            message = f"unexpected error: {type(exc).__name__}: {exc}"
-            events.append(TurnFailed(message, "run with --debug for the traceback").to_dict())
-            turn_id = self._save(text, "".join(answer), "failed", decision, message, events, None)
-            saved = True
+            message, hint = f"unexpected error: {type(exc).__name__}: {exc}", "run with --debug for the traceback"
+            turn.events.append(TurnFailed(message, hint).to_dict())
+            turn_id = self._save(turn, "failed", message, None)
             if self.debug:
                 raise
-            hint = "run with --debug for the traceback"
-            yield TurnFailed(message, hint, "".join(answer), self.conversation_id, turn_id)
+            yield TurnFailed(message, hint, turn.text_so_far, self.conversation_id, turn_id)
         finally:
             # the consumer went away (Ctrl-C, task cancelled, loop closed): stop the model, keep the partial answer
             cancel.cancel()
-            if not saved:
-                end = end or StreamEnd(Usage(None, None, estimated=True), "cancelled")
-                stats = self._finish(
-                    decision, "".join(answer), "interrupted", end, started, first_token_at, time.perf_counter(), dropped
-                )
-                self._save(text, stats.answer, "interrupted", decision, None, events, stats)
+            if not turn.saved:
+                turn.end = turn.end or StreamEnd(Usage(None, None, estimated=True), "cancelled")
+                turn.finished_at = time.perf_counter()
+                self._save(turn, "interrupted", None, self._stats(turn, "interrupted"))
             self._cancel = None
 
     def _history_budget(self, backend: ChatBackend, cfg: TierConfig) -> int:
@@ -230,71 +243,53 @@ class Session:
         window = backend.context_tokens
         return max(256, window - cfg.max_tokens) if window else DEFAULT_HISTORY_TOKENS
 
-    def _finish(
-        self,
-        decision: RouteDecision,
-        answer: str,
-        status: str,
-        end: StreamEnd,
-        started: float,
-        first_token_at: float | None,
-        finished_at: float,
-        dropped: int,
-    ) -> TurnStats:
-        usage = end.usage
+    def _stats(self, turn: _Turn, status: TurnStatus) -> TurnStats:
+        """The figures of a turn. Waiting for the model to load is reported apart from ttft."""
+        assert turn.end is not None
+        usage = turn.end.usage
+        answer = turn.text_so_far
         if usage.completion_tokens is None and answer:
-            tier_backend = self._backends.get(decision.tier)
-            count = tier_backend.count_tokens(answer)[0] if tier_backend else None
+            backend = self._backends.get(turn.decision.tier)
+            count = backend.count_tokens(answer)[0] if backend else None
             usage = Usage(usage.prompt_tokens, count, estimated=True)
-        decode_s = finished_at - first_token_at if first_token_at is not None else 0.0
+        first = turn.first_token_at
+        decode_s = turn.finished_at - first if first is not None else 0.0
         tps = usage.completion_tokens / decode_s if usage.completion_tokens and decode_s > 0 else None
         latency = Latency(
-            ttft_ms=(first_token_at - started) * 1000 if first_token_at is not None else None,
-            total_ms=(finished_at - started) * 1000,
+            ttft_ms=(first - turn.started - turn.load_s) * 1000 if first is not None else None,
+            total_ms=(turn.finished_at - turn.started) * 1000,
             tokens_per_s=tps,
+            load_ms=turn.load_s * 1000,
         )
         return TurnStats(
             conversation_id=self.conversation_id,
             turn_id=None,
             answer=answer,
-            status=status,  # type: ignore[arg-type]
-            route=decision,
+            status=status,
+            route=turn.decision,
             usage=usage,
             latency=latency,
-            finish_reason=end.finish_reason,
-            history_dropped=dropped,
+            finish_reason=turn.end.finish_reason,
+            history_dropped=turn.dropped,
         )
 
-    def _save(
-        self,
-        text: str,
-        answer: str,
-        status: str,
-        decision: RouteDecision,
-        error: str | None,
-        events: list[dict[str, Any]],
-        stats: TurnStats | None,
-    ) -> int:
+    def _save(self, turn: _Turn, status: TurnStatus, error: str | None, stats: TurnStats | None) -> int:
+        """Store the turn (one transaction) and add it to the history the next turn sees."""
+        decision, answer = turn.decision, turn.text_so_far
         usage = None
         if stats is not None:
             usage = {"tier": decision.tier, "model": decision.model, **stats.usage.to_dict(), **stats.latency.to_dict()}
-        turn_id = self.store.save_turn(
-            TurnRecord(
-                self.conversation_id,
-                text,
-                answer,
-                status,
-                decision.tier,
-                decision.model,
-                decision.reason,
-                error,
-                events,
-                usage,
-            )
-        )
-        self.history.append(Message("user", text))
-        if answer:
-            self.history.append(Message("assistant", answer))
+            usage.pop("load_ms")
+        record = TurnRecord(
+            self.conversation_id, turn.text, answer, status, decision.tier, decision.model, decision.reason,
+            error, turn.events, usage,
+        )  # fmt: skip
+        turn_id = self.store.save_turn(record)
+        turn.saved = True
+        if status != "failed":
+            self.history.append(Message("user", turn.text))
+            if answer:
+                self.history.append(Message("assistant", answer))
         return turn_id
 
     # -- for scripts --------------------------------------------------------------------
@@ -318,9 +313,10 @@ class Session:
         return self._loop.run_until_complete(coro)
 
     async def aclose(self) -> None:
-        for backend in self._backends.values():
+        for backend in [*self._backends.values(), *self._retired]:
             if backend not in self._shared:
                 await backend.aclose()
+        self._retired.clear()
         self._backends.clear()
 
     def close(self) -> None:
@@ -329,17 +325,3 @@ class Session:
             self._loop.run_until_complete(self.aclose())
             self._loop.close()
         self.store.close()
-
-
-def _with_turn_id(stats: TurnStats, turn_id: int) -> TurnStats:
-    from dataclasses import replace
-
-    return replace(stats, turn_id=turn_id)
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True

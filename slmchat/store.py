@@ -118,7 +118,8 @@ class Store:
         self.db.execute("COMMIT")
 
     def new_conversation(self, title: str = "") -> str:
-        conversation_id = uuid.uuid4().hex[:12]
+        """Create an empty conversation now (sessions create theirs with the first turn instead)."""
+        conversation_id = new_conversation_id()
         now = time.time()
         self.db.execute(
             "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, ?, ?, ?)",
@@ -144,6 +145,10 @@ class Store:
     def save_turn(self, record: TurnRecord) -> int:
         now = time.time()
         with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO conversations (id, title, created_at, updated_at) VALUES (?, '', ?, ?)",
+                (record.conversation_id, now, now),
+            )
             cur = db.execute(
                 "INSERT INTO turns (conversation_id, user_text, answer, status, tier, model, route_reason,"
                 " error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -210,6 +215,10 @@ class Store:
     def events(self, turn_id: int) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT payload FROM events WHERE turn_id = ? ORDER BY seq", (turn_id,))
         return [json.loads(r["payload"]) for r in rows]
+
+
+def new_conversation_id() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 def migrate(db: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) -> int:

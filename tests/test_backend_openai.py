@@ -96,3 +96,8 @@ def test_the_hosted_default_needs_a_key() -> None:
     with pytest.raises(SlmchatError, match="no API key") as caught:
         run(OpenAICompatBackend("gpt-4o-mini", {"api_key_env": "MY_KEY"}), "hi")
     assert "MY_KEY" in (caught.value.hint or "")
+
+
+def test_a_named_key_variable_must_be_set_even_for_a_custom_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SlmchatError, match="GROQ_API_KEY is not set"):
+        run(OpenAICompatBackend("llama", {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "GROQ_API_KEY"}), "hi")

@@ -19,6 +19,7 @@ def slmchat(*args: str, stdin: str | None = None, env: dict[str, str] | None = N
     return subprocess.run(
         [sys.executable, "-m", "slmchat", *args],
         input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
         capture_output=True,
         text=True,
         timeout=120,
@@ -60,6 +61,13 @@ def test_ask_streams_text_reads_stdin_and_continues(tmp_path: Path) -> None:
     listing = slmchat("history", "list")
     assert listing.stdout.count("turns") == 1 and " 2 turns" in listing.stdout
     assert json.loads(second.stdout)["conversation_id"] in listing.stdout
+
+
+def test_piped_text_is_added_after_the_question(tmp_path: Path) -> None:
+    result = slmchat("ask", "--json", "Repeat this word:", stdin="banana\n")
+    assert result.returncode == 0, result.stderr
+    turn = json.loads(slmchat("history", "export", "--format", "json").stdout)["turns"][0]
+    assert turn["user"] == "Repeat this word:\n\nbanana"
 
 
 def test_history_show_and_export(tmp_path: Path) -> None:

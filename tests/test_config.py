@@ -61,3 +61,9 @@ def test_an_explicit_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     other.write_text('[small]\nmodel = "ollama:llama3.2:3b"\n')
     monkeypatch.setenv("SLMCHAT_CONFIG", str(other))
     assert paths.config_file() == other and load_config().small.model == "ollama:llama3.2:3b"
+
+
+def test_tuning_the_default_tier_from_the_environment_keeps_its_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLMCHAT_SMALL__MAX_TOKENS", "64")
+    config = load_config()
+    assert config.small.model == "llamacpp:smollm2" and config.small.max_tokens == 64

@@ -148,3 +148,42 @@ def test_a_failing_backend_ends_with_turn_failed_and_is_stored(tmp_path) -> None
     assert s.store.turns(s.conversation_id)[-1]["status"] == "failed"
     with pytest.raises(SlmchatError, match="model file not found"):
         s.ask("again")
+
+
+def test_the_first_turn_reports_model_loading_apart_from_ttft(smollm2_path) -> None:  # type: ignore[no-untyped-def]
+    s = Session(small_config(model=f"llamacpp:{smollm2_path}"))
+    first = s.ask("Hi")
+    second = s.ask("Hi again")
+    assert first.latency.load_ms > 20  # the GGUF file was loaded during this turn
+    assert second.latency.load_ms < 5
+    assert first.latency.total_ms >= first.latency.load_ms + first.latency.ttft_ms
+    s.close()
+
+
+def test_conversations_are_stored_only_once_they_have_a_turn(session: Session) -> None:
+    session.new_conversation()
+    session.new_conversation()
+    assert session.store.conversations() == []
+    session.ask("Hi")
+    assert [c.turns for c in session.store.conversations()] == [1]
+
+
+def test_a_failed_question_is_not_sent_again(small_backend, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = Session(small_config(), backends={"small": small_backend})
+    s.ask("Hi")
+    s.set_model("small", f"llamacpp:{tmp_path / 'missing.gguf'}")
+    assert isinstance(collect(s, "lost question")[-1], TurnFailed)
+    assert "lost question" not in [m.content for m in s.history]
+    again = Session(small_config(), store=s.store, conversation_id=s.conversation_id)
+    assert "lost question" not in [m.content for m in again.history]
+    assert [r["status"] for r in s.store.turns(s.conversation_id)] == ["ok", "failed"]
+
+
+def test_switching_backend_drops_the_old_servers_settings() -> None:
+    config = Config(small=TierConfig(model="ollama:llama3.2:3b", base_url="http://127.0.0.1:9", max_tokens=99))
+    s = Session(config)
+    s.set_model("small", "llamacpp:smollm2")
+    tier = s._tiers["small"]
+    assert tier is not None and tier.base_url is None and tier.max_tokens == 99
+    s.set_model("small", "llamacpp:/other.gguf")  # same backend: settings stay
+    assert s._tiers["small"].max_tokens == 99

@@ -6,6 +6,7 @@ OpenAI, Groq, Together, OpenRouter, vLLM, LM Studio, llama.cpp's server, Ollama'
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -47,15 +48,13 @@ class OpenAICompatBackend(ChatBackend):
             from openai import AsyncOpenAI
 
             key = self.options.get("api_key")
-            if not key and not self.options.get("base_url"):
-                env = self.options.get("api_key_env") or "OPENAI_API_KEY"
-                import os
-
+            env = self.options.get("api_key_env")
+            if not key and (env or not self.options.get("base_url")):
+                # a named key variable must be set; the hosted default needs a key too
+                env = env or "OPENAI_API_KEY"
                 key = os.environ.get(env)
                 if not key:
-                    raise SlmchatError(
-                        f"no API key for {self.model}", f"set the {env} environment variable, or set base_url"
-                    )
+                    raise SlmchatError(f"no API key for {self.model}: {env} is not set", f"export {env}=...")
             self._client = AsyncOpenAI(
                 base_url=self.options.get("base_url"),
                 api_key=key or PLACEHOLDER_KEY,
