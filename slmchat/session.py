@@ -11,6 +11,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -201,14 +202,17 @@ class Session:
             )
             turn.dropped = window.dropped
             params = GenParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed)
-            async for item in backend.stream(window.messages, params, cancel):
-                if isinstance(item, StreamEnd):
-                    turn.end = item
-                    break
-                if turn.first_token_at is None:
-                    turn.first_token_at = time.perf_counter()
-                turn.answer.append(item)
-                yield Token(item)
+            # run the stream to its end (StreamEnd is its last item) so no generator is left
+            # suspended for the garbage collector to close on a loop that may be gone
+            async with aclosing(backend.stream(window.messages, params, cancel)) as stream:
+                async for item in stream:
+                    if isinstance(item, StreamEnd):
+                        turn.end = item
+                        continue
+                    if turn.first_token_at is None:
+                        turn.first_token_at = time.perf_counter()
+                    turn.answer.append(item)
+                    yield Token(item)
             turn.finished_at = time.perf_counter()
             if turn.end is None:
                 raise SlmchatError(f"{decision.model} ended its stream without finishing", "try again")
