@@ -161,20 +161,15 @@ def history() -> None:
     """List, show and export past conversations."""
 
 
-def _store() -> Any:
-    from slmchat.store import Store
-
-    return Store(paths.database_file())
-
-
 @history.command("list")
 @click.option("--limit", default=20, show_default=True)
 def history_list(limit: int) -> None:
     """The most recent conversations."""
     from datetime import datetime
 
-    store = _store()
-    rows = store.conversations(limit)
+    from slmchat.transcript import open_history
+
+    rows = open_history().conversations(limit)
     if not rows:
         click.echo("no conversations yet")
     for row in rows:
@@ -186,10 +181,10 @@ def history_list(limit: int) -> None:
 @click.argument("conversation_id", required=False)
 def history_show(conversation_id: str | None) -> None:
     """Print a conversation (default: the latest) as Markdown."""
-    from slmchat.transcript import conversation_markdown
+    from slmchat.transcript import conversation_markdown, open_history, pick_conversation
 
-    store = _store()
-    click.echo(conversation_markdown(store, _pick(store, conversation_id)), nl=False)
+    store = open_history()
+    click.echo(conversation_markdown(store, pick_conversation(store, conversation_id)), nl=False)
 
 
 @history.command("export")
@@ -198,25 +193,16 @@ def history_show(conversation_id: str | None) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
 def history_export(conversation_id: str | None, fmt: str, output: Path | None) -> None:
     """Export a conversation (default: the latest) as Markdown or JSON."""
-    from slmchat.transcript import conversation_json, conversation_markdown, dumps
+    from slmchat.transcript import conversation_json, conversation_markdown, dumps, open_history, pick_conversation
 
-    store = _store()
-    cid = _pick(store, conversation_id)
+    store = open_history()
+    cid = pick_conversation(store, conversation_id)
     text = conversation_markdown(store, cid) if fmt == "md" else dumps(conversation_json(store, cid)) + "\n"
     if output:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)
-
-
-def _pick(store: Any, conversation_id: str | None) -> str:
-    if conversation_id:
-        return store.find_conversation(conversation_id)
-    latest = store.latest_conversation()
-    if latest is None:
-        raise SlmchatError("there are no conversations yet", 'start one with: slmchat ask "..."')
-    return latest
 
 
 @main.command()

@@ -16,7 +16,6 @@ from slmchat.config import Config, TierConfig, load_config
 from slmchat.errors import SlmchatError
 
 Level = Literal["ok", "warn", "fail"]
-DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 
 
 @dataclass(frozen=True)
@@ -66,15 +65,26 @@ def check_default_model() -> Check:
     return Check("default model", "ok", f"{path} ({path.stat().st_size / 1e6:.0f} MB)")
 
 
-async def check_ollama(host: str | None) -> Check:
-    host = host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
-    if not host.startswith(("http://", "https://")):
-        host = "http://" + host
+async def check_ollama(host: str | None, model: str | None = None) -> Check:
+    """Is an Ollama server answering at ``host`` (and does it have ``model``)?"""
+    from slmchat.backends.ollama import normalize_host
+
+    host = normalize_host(host or os.environ.get("OLLAMA_HOST"))
     try:
         async with httpx.AsyncClient(timeout=2.0) as client:
-            response = await client.get(host.rstrip("/") + "/api/version")
+            response = await client.get(host + "/api/version")
             response.raise_for_status()
             version = response.json().get("version", "?")
+            if model is not None:
+                shown = await client.post(host + "/api/show", json={"model": model})
+                if shown.status_code == 404:
+                    return Check(
+                        "ollama",
+                        "fail",
+                        f"Ollama {version} at {host} has no model {model!r}",
+                        f"pull it with `ollama pull {model}`",
+                    )
+                shown.raise_for_status()
     except (httpx.HTTPError, ValueError) as exc:
         return Check(
             "ollama",
@@ -109,7 +119,7 @@ async def check_tier(tier: str, cfg: TierConfig | None, config: Config) -> Check
             return Check(name, "fail", f"{ref}: {exc.message}", exc.hint)
         return Check(name, "ok", str(ref))
     if ref.backend == "ollama":
-        ollama = await check_ollama(cfg.base_url)
+        ollama = await check_ollama(cfg.base_url, ref.model)
         return Check(name, "ok" if ollama.level == "ok" else "fail", f"{ref}: {ollama.detail}", ollama.fix)
     if ref.backend == "openai":
         return await _check_openai(name, str(ref), cfg)
@@ -137,7 +147,16 @@ async def _check_openai(name: str, label: str, cfg: TierConfig) -> Check:
         )
     if response.status_code in (401, 403):
         return Check(name, "fail", f"{label}: {base} refused the API key", f"set a valid key in {key_env}")
-    return Check(name, "ok", f"{label} at {base} (HTTP {response.status_code})")
+    if response.status_code >= 500:
+        return Check(name, "fail", f"{label}: {base} answered {response.status_code}", "check the server's logs")
+    if response.status_code >= 400:
+        return Check(
+            name,
+            "warn",
+            f"{label}: {base}/models answered {response.status_code}; chat may still work",
+            "check base_url (it usually ends in /v1)",
+        )
+    return Check(name, "ok", f"{label} at {base}")
 
 
 def check_files() -> list[Check]:

@@ -67,8 +67,7 @@ class Repl:
             f"{', ' + str(self.session.model_name('large')) + ' (large)' if self.session.model_name('large') else ''}"
             " — /help for commands\n"
         )
-        loading = self.session.start_loading("small")
-        loading.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+        self.preload()
         while True:
             try:
                 text = await self.prompt.prompt_async("› ", bottom_toolbar=self.toolbar)
@@ -85,6 +84,11 @@ class Repl:
                 continue
             await self.answer(text)
 
+    def preload(self) -> None:
+        """Load the small model in the background; a failure is reported by the next turn."""
+        loading = self.session.start_loading("small")
+        loading.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+
     def command(self, line: str) -> bool:
         """Run a slash command; False means quit."""
         name, _, arg = line.partition(" ")
@@ -100,6 +104,8 @@ class Repl:
             if arg:
                 try:
                     self.write(f"small tier: {self.session.set_model('small', arg)}\n")
+                    self.last_stats = ""  # the toolbar shows the new model loading
+                    self.preload()
                 except SlmchatError as exc:
                     self.write(f"error: {exc}\n")
             else:
@@ -130,6 +136,7 @@ class Repl:
                         self.last_stats = stats_line(event.stats)
                         self.write("\n" + ("[interrupted]\n" if event.stats.status == "interrupted" else ""))
                     elif isinstance(event, TurnFailed):
+                        self.last_stats = f"last turn failed: {event.error}"
                         self.write(("\n" if event.partial else "") + f"error: {event.error}\n")
                         if event.hint:
                             self.write(f"  fix: {event.hint}\n")

@@ -116,6 +116,10 @@ class Session:
 
     # -- models -------------------------------------------------------------------------
 
+    def tier_config(self, tier: Tier) -> TierConfig | None:
+        """The settings a tier runs with now (after any ``set_model``)."""
+        return self._tiers[tier]
+
     def model_name(self, tier: Tier) -> str | None:
         ref = self._refs[tier]
         return str(ref) if ref else None

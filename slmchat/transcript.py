@@ -6,7 +6,24 @@ import json
 from datetime import datetime
 from typing import Any
 
+from slmchat import paths
+from slmchat.errors import SlmchatError
 from slmchat.store import Store
+
+
+def open_history() -> Store:
+    """The user's history database (created if missing)."""
+    return Store(paths.database_file())
+
+
+def pick_conversation(store: Store, conversation_id: str | None) -> str:
+    """The conversation named by an id prefix, or the latest one."""
+    if conversation_id:
+        return store.find_conversation(conversation_id)
+    latest = store.latest_conversation()
+    if latest is None:
+        raise SlmchatError("there are no conversations yet", 'start one with: slmchat ask "..."')
+    return latest
 
 
 def _when(ts: float) -> str:

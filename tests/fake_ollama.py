@@ -6,7 +6,8 @@ The responses follow Ollama's API documentation, docs/api.md of github.com/ollam
 ``done_reason`` and the metrics ``total_duration``, ``load_duration``, ``prompt_eval_count``,
 ``prompt_eval_duration``, ``eval_count``, ``eval_duration`` in nanoseconds; an empty ``messages``
 loads the model and answers ``done_reason: "load"``), "List Local Models" (``GET /api/tags``) and
-"Show Model Information" (``POST /api/show``). Unknown models get HTTP 404 with ``{"error": ...}``.
+"Show Model Information" (``POST /api/show``) and "Version" (``GET /api/version``).
+Unknown models get HTTP 404 with ``{"error": ...}``.
 Where the examples leave fields out, the server's types (api/types.go) decide: the final chat object
 still carries ``message`` (with empty content), and zero metrics are omitted.
 """
@@ -151,6 +152,8 @@ class FakeOllama:
                 self._body()
                 if self.path == "/api/tags":
                     self._json(200, {"models": [_tag(name) for name in fake.models]})
+                elif self.path == "/api/version":  # api.md "Version"
+                    self._json(200, {"version": "0.5.1"})
                 elif self.path == "/":
                     data = b"Ollama is running"
                     self.send_response(200)

@@ -211,3 +211,15 @@ def test_doctor_with_a_working_large_tier(tmp_path: Path, llama_server: str) -> 
     result = slmchat("doctor", env={"OLLAMA_HOST": f"127.0.0.1:{free_port()}"})
     assert "ok    large tier: openai:smollm2-server" in result.stdout
     assert result.returncode == 0, result.stdout
+
+
+def test_doctor_checks_an_ollama_tiers_model(tmp_path: Path) -> None:
+    from fake_ollama import FakeOllama
+
+    with FakeOllama(models=("llama3.2:3b",)) as server:
+        write_config(tmp_path, f'[small]\nmodel = "ollama:llama3.2:3b"\nbase_url = "{server.url}"\n')
+        assert "ok    small tier: ollama:llama3.2:3b: Ollama 0.5.1 at" in slmchat("doctor").stdout
+        write_config(tmp_path, f'[small]\nmodel = "ollama:qwen3:8b"\nbase_url = "{server.url}"\n')
+        result = slmchat("doctor")
+    assert "FAIL  small tier: ollama:qwen3:8b: Ollama 0.5.1 at" in result.stdout
+    assert "ollama pull qwen3:8b" in result.stdout and result.returncode == 1

@@ -183,7 +183,7 @@ def test_switching_backend_drops_the_old_servers_settings() -> None:
     config = Config(small=TierConfig(model="ollama:llama3.2:3b", base_url="http://127.0.0.1:9", max_tokens=99))
     s = Session(config)
     s.set_model("small", "llamacpp:smollm2")
-    tier = s._tiers["small"]
+    tier = s.tier_config("small")
     assert tier is not None and tier.base_url is None and tier.max_tokens == 99
     s.set_model("small", "llamacpp:/other.gguf")  # same backend: settings stay
-    assert s._tiers["small"].max_tokens == 99
+    assert s.tier_config("small") == tier.model_copy(update={"model": "llamacpp:/other.gguf"})
