@@ -223,3 +223,23 @@ def test_doctor_checks_an_ollama_tiers_model(tmp_path: Path) -> None:
         result = slmchat("doctor")
     assert "FAIL  small tier: ollama:qwen3:8b: Ollama 0.5.1 at" in result.stdout
     assert "ollama pull qwen3:8b" in result.stdout and result.returncode == 1
+
+
+def test_ctrl_c_stops_ask_and_keeps_the_partial_answer(tmp_path: Path) -> None:
+    import signal
+
+    write_config(tmp_path, '[small]\nmodel = "llamacpp:smollm2"\nmax_tokens = 2000\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slmchat", "ask", "Write a very long story about a dragon who learns to cook."],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = proc.stdout.read(20)  # the answer has started streaming
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert b"[interrupted: the partial answer is saved]" in err and b"Traceback" not in err
+    turn = json.loads(slmchat("history", "export", "--format", "json").stdout)["turns"][0]
+    assert turn["status"] == "interrupted"
+    assert turn["answer"].startswith(first.decode(errors="ignore")[:10])
+    assert turn["usage"]["completion_tokens"] < 2000
