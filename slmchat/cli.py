@@ -124,7 +124,7 @@ def _ask_json(event: TurnDone) -> dict[str, Any]:
     stats = event.stats
     return {
         "answer": stats.answer,
-        "route": {"tier": stats.route.tier, "model": stats.route.model, "reason": stats.route.reason},
+        "route": stats.route.to_dict(),
         "usage": stats.usage.to_dict(),
         "latency": stats.latency.to_dict(),
         "status": stats.status,

@@ -44,6 +44,17 @@ class TierConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, description="backend-specific settings (n_ctx, n_threads)")
 
 
+class RoutingConfig(BaseModel):
+    """How the router decides between the tiers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="large tier iff score ≥ threshold; default: the shipped calibration"
+    )
+    long_context_tokens: int = Field(3000, gt=0, description="a conversation longer than this counts as long")
+
+
 class Config(BaseModel):
     """The whole configuration file."""
 
@@ -54,6 +65,7 @@ class Config(BaseModel):
     aliases: dict[str, str] = Field(default_factory=dict)
     system_prompt: str = "You are a helpful assistant. Answer clearly and concisely."
     route: str = Field("auto", pattern="^(auto|small|large)$", description="default route for every turn")
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
 
 
 def _env_overrides() -> dict[tuple[str, ...], tuple[str, Any]]:
@@ -166,6 +178,11 @@ temperature = 0.2
 # api_key_env = "OPENAI_API_KEY"
 # base_url = "https://api.openai.com/v1"
 # timeout_s = 60
+
+[routing]
+# large tier iff score >= threshold; unset = the shipped calibration (see `slmchat route calibrate`)
+# threshold = 0.5
+long_context_tokens = 3000
 
 [aliases]
 # fast = "ollama:llama3.2:3b"

@@ -30,6 +30,7 @@ commands:
   /new                  start a new conversation
   /model [NAME]         show the models, or use NAME (backend:model) for the small tier
   /route [auto|small|large]  show or set the route for the following turns
+  /large TEXT, /small TEXT   send this one message to that tier
   /quit                 leave (Ctrl-D works too)
 Enter sends, Alt-Enter adds a line, Ctrl-C stops an answer."""
 
@@ -78,11 +79,13 @@ class Repl:
             text = text.strip()
             if not text:
                 continue
-            if text.startswith("/"):
+            route, text = _tier_prefix(text)
+            if route is None and text.startswith("/"):
                 if not self.command(text):
                     break
                 continue
-            await self.answer(text)
+            if text:
+                await self.answer(text, route)
 
     def preload(self) -> None:
         """Load the small model in the background; a failure is reported by the next turn."""
@@ -123,10 +126,10 @@ class Repl:
             self.write(f"unknown command {name}; /help lists them\n")
         return True
 
-    async def answer(self, text: str) -> None:
+    async def answer(self, text: str, route: Route | None = None) -> None:
         restore = _on_sigint(self.session.cancel)
         try:
-            async with aclosing(self.session.turn(text)) as events:
+            async with aclosing(self.session.turn(text, route)) as events:
                 async for event in events:
                     if isinstance(event, RouteDecided) and event.decision.tier != event.decision.wanted:
                         self.write(f"[{event.decision.reason}]\n")
@@ -142,6 +145,15 @@ class Repl:
                             self.write(f"  fix: {event.hint}\n")
         finally:
             restore()
+
+
+def _tier_prefix(text: str) -> tuple[Route | None, str]:
+    """``/large …`` or ``/small …`` forces a tier for this one turn."""
+    for route in (Route.LARGE, Route.SMALL):
+        prefix = f"/{route.value}"
+        if text == prefix or text.startswith(prefix + " ") or text.startswith(prefix + "\n"):
+            return route, text[len(prefix) :].strip()
+    return None, text
 
 
 def _on_sigint(callback: Callable[[], None]) -> Callable[[], None]:

@@ -15,13 +15,15 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from slmchat import paths
 from slmchat.backends import ChatBackend, ModelRef, create_backend, parse_model_name
-from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage
+from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage, estimate_tokens
 from slmchat.config import Config, TierConfig, load_config
 from slmchat.errors import SlmchatError
 from slmchat.events import Event, Latency, RouteDecided, Token, TurnDone, TurnFailed, TurnStats, TurnStatus
-from slmchat.routing import DefaultRouter, Route, RouteDecision, Tier
+from slmchat.routing import Route, RouteContext, RouteDecision, Router, Tier
 from slmchat.store import Store, TurnRecord, new_conversation_id
 from slmchat.window import fit_window
 
@@ -42,6 +44,7 @@ class _Turn:
     end: StreamEnd | None = None
     dropped: int = 0
     saved: bool = False
+    embedding: np.ndarray | None = None
     answer: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -67,13 +70,14 @@ class Session:
         debug: bool = False,
         on_progress: Callable[[str], None] | None = None,
         backends: dict[Tier, ChatBackend] | None = None,
+        router: Router | None = None,
     ) -> None:
         """``backends`` supplies ready backend objects (a custom one, or one shared between sessions)."""
         self.config = config or load_config()
         self.store = store or Store(paths.database_file())
         self.debug = debug
         self.route = Route(self.config.route)
-        self.router = DefaultRouter()
+        self.router = router or Router(threshold=self.config.routing.threshold)
         self.status = "idle"
         self._on_progress = on_progress
         self._tiers: dict[Tier, TierConfig | None] = {"small": self.config.small, "large": self.config.large}
@@ -191,8 +195,8 @@ class Session:
         started = time.perf_counter()
         route = Route(route) if route is not None else self.route
         cancel = self._cancel = CancelToken()
-        decision = self.router.decide(text, route, {t: self.model_name(t) for t in ("small", "large")})
-        turn = _Turn(text, decision, started)
+        decision, embedding = self._route(text, route)
+        turn = _Turn(text, decision, started, embedding=embedding)
         turn.events.append(RouteDecided(decision).to_dict())
         yield RouteDecided(decision)
         try:
@@ -244,6 +248,18 @@ class Session:
                 turn.finished_at = time.perf_counter()
                 self._save(turn, "interrupted", None, self._stats(turn, "interrupted"))
             self._cancel = None
+
+    def _route(self, text: str, route: Route) -> tuple[RouteDecision, np.ndarray | None]:
+        """Score the request (one embedding per turn, kept for memory) and decide the tier."""
+        context = RouteContext(
+            text=text,
+            history=self.history,
+            context_tokens=sum(estimate_tokens(m.content) for m in self.history) + estimate_tokens(text),
+            long_context_tokens=self.config.routing.long_context_tokens,
+        )
+        embedding = self.router.embed(text) if self.router.uses_embedding else None
+        models = {t: self.model_name(t) for t in ("small", "large")}
+        return self.router.decide(context, route, models, embedding), embedding  # type: ignore[arg-type]
 
     def _history_budget(self, backend: ChatBackend, cfg: TierConfig) -> int:
         if cfg.context_tokens:

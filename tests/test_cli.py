@@ -46,7 +46,11 @@ def test_ask_json_answers_with_the_embedded_model() -> None:
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert "Paris" in data["answer"]
-    assert data["route"] == {"tier": "small", "model": "llamacpp:smollm2", "reason": "auto: small tier by default"}
+    route = data["route"]
+    assert route["tier"] == route["wanted"] == "small" and route["model"] == "llamacpp:smollm2"
+    assert route["reason"].startswith("small: ") and route["override"] is None
+    assert 0 <= route["score"] < route["threshold"] <= 1
+    assert set(route["factors"]) >= {"length", "requirements", "domain_breadth", "tool_needs", "reasoning_depth"}
     assert data["usage"]["prompt_tokens"] > 10 and data["usage"]["completion_tokens"] > 0
     assert data["usage"]["estimated"] is False
     assert data["latency"]["ttft_ms"] > 0 and data["latency"]["total_ms"] >= data["latency"]["ttft_ms"]

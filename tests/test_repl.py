@@ -36,7 +36,8 @@ def test_a_conversation_with_commands(small_backend) -> None:  # type: ignore[no
     assert "/model [NAME]" in printed  # the help text
     assert "small: llamacpp:smollm2\nlarge: (not configured)" in printed
     assert "route: large" in printed
-    assert "[you chose the large tier; no large tier is configured, so it ran on the small tier]" in printed
+    assert "[you chose the large tier (the router would have chosen small: score " in printed
+    assert "; no large tier is configured, so it ran on the small tier]" in printed
     assert "new conversation" in printed
 
     from slmchat.store import Store
@@ -47,6 +48,21 @@ def test_a_conversation_with_commands(small_backend) -> None:  # type: ignore[no
     first = store.turns(conversations[1].id)
     assert first[0]["user_text"] == "What is the capital of France?" and first[0]["answer"] in printed
     assert first[1]["route_reason"].startswith("you chose the large tier")
+
+
+def test_a_tier_prefix_applies_to_one_turn(small_backend) -> None:  # type: ignore[no-untyped-def]
+    session = Session(small_config(), backends={"small": small_backend})
+    store_path = session.store.path
+    printed = chat(session, "/large What is 2 + 2?\n/small Say hi.\nSay bye.\n/quit\n")
+    assert printed.count("[you chose the large tier") == 1
+
+    from slmchat.store import Store
+
+    store = Store(store_path)
+    rows = store.turns(store.latest_conversation() or "")
+    assert [r["user_text"] for r in rows] == ["What is 2 + 2?", "Say hi.", "Say bye."]
+    overrides = [store.events(r["id"])[0]["decision"]["override"] for r in rows]
+    assert overrides == ["large", "small", None]  # recorded with each turn; the prefix did not stick
 
 
 def test_multi_line_input_and_end_of_input(small_backend) -> None:  # type: ignore[no-untyped-def]

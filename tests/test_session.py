@@ -39,7 +39,7 @@ def test_a_turn_streams_tokens_and_ends_with_measured_stats(session: Session) ->
     assert 0 < stats.latency.ttft_ms <= stats.latency.total_ms
     assert stats.latency.tokens_per_s and stats.latency.tokens_per_s > 1
     # the JSON form feeds ask --json and the store
-    assert done.to_dict()["stats"]["route"]["reason"] == "auto: small tier by default"
+    assert done.to_dict()["stats"]["route"]["reason"].startswith("small: ")
 
 
 def test_turns_are_stored_with_usage_and_events(session: Session) -> None:

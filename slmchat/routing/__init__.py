@@ -1,6 +1,8 @@
-"""Deciding which tier runs a turn. For now a transparent default policy; the scorer comes later."""
+"""Deciding which tier runs a turn: a score from observable factors and a learned model, a
+calibrated threshold, and the user's override on top."""
 
 from slmchat.routing.decision import Route, RouteDecision, Tier
-from slmchat.routing.policy import DefaultRouter
+from slmchat.routing.factors import RouteContext
+from slmchat.routing.policy import Router
 
-__all__ = ["DefaultRouter", "Route", "RouteDecision", "Tier"]
+__all__ = ["Route", "RouteContext", "RouteDecision", "Router", "Tier"]

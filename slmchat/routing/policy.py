@@ -1,25 +1,51 @@
-"""The default routing policy: small first, the user's override always wins."""
+"""The routing policy: score the request, compare with the threshold, honour overrides."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from slmchat.routing.decision import Route, RouteDecision, Tier
+from slmchat.routing.factors import RouteContext
+from slmchat.routing.scorer import Score, Scorer
+
+#: how each factor reads in a reason when it pushed towards the large tier
+LABELS = {"learned": "resembles questions small models get wrong"}
 
 
-class DefaultRouter:
-    """Runs every automatic turn on the small tier and honours per-turn and sticky overrides.
+class Router:
+    """Large tier iff score ≥ threshold, unless the user chose a tier; explains either way."""
 
-    It computes no score: ``score`` and ``threshold`` stay ``None`` so nothing pretends
-    to be a measurement.
-    """
+    def __init__(self, scorer: Scorer | None = None, threshold: float | None = None) -> None:
+        self.scorer = scorer or Scorer()
+        self.threshold = self.scorer.weights.threshold if threshold is None else threshold
 
-    def decide(self, text: str, route: Route, models: dict[Tier, str | None]) -> RouteDecision:
+    @property
+    def uses_embedding(self) -> bool:
+        return self.scorer.weights.embedding is not None
+
+    def embed(self, text: str) -> np.ndarray:
+        """The turn's one embedding of the user text (shared with memory)."""
+        return self.scorer.embedder.embed_one(text)
+
+    def decide(
+        self,
+        context: RouteContext,
+        route: Route,
+        models: dict[Tier, str | None],
+        embedding: np.ndarray | None = None,
+    ) -> RouteDecision:
         """``models`` maps each tier to its configured model name, or None when absent."""
+        score = self.scorer.score(context, embedding)
+        by_score: Tier = "large" if score.value >= self.threshold else "small"
+        comparison = f"score {score.value:.2f} {'≥' if by_score == 'large' else '<'} {self.threshold:.2f}"
         if route is Route.AUTO:
-            wanted: Tier = "small"
-            reason = "auto: small tier by default"
+            wanted = by_score
+            reason = f"{_why(score, wanted)} ({comparison})"
         else:
             wanted = "large" if route is Route.LARGE else "small"
             reason = f"you chose the {wanted} tier"
+            if wanted != by_score:
+                reason += f" (the router would have chosen {by_score}: {comparison})"
         tier = wanted
         if models.get(wanted) is None:
             tier = "small"
@@ -29,5 +55,23 @@ class DefaultRouter:
             wanted=wanted,
             model=models[tier] or "",
             reason=reason,
+            score=round(score.value, 4),
+            threshold=self.threshold,
+            factors={name: round(value, 4) for name, value in score.contributions.items()},
             override=None if route is Route.AUTO else route,
         )
+
+
+def _why(score: Score, tier: Tier, most: int = 2) -> str:
+    """The strongest reasons in a few words."""
+    if tier == "small":
+        learned = score.contributions.get("learned", 0.0)
+        return "small: " + ("resembles questions small models answer well" if learned < -0.5 else "simple request")
+    ranked = sorted(score.contributions.items(), key=lambda kv: kv[1], reverse=True)
+    phrases = []
+    for name, value in ranked[:most]:
+        if value <= 0.05:
+            break
+        factor = score.factors.get(name)
+        phrases.append(LABELS.get(name) or (factor.why if factor and factor.why else name.replace("_", " ")))
+    return "; ".join(phrases) or "complex request"
