@@ -205,6 +205,14 @@ def history_export(conversation_id: str | None, fmt: str, output: Path | None) -
         click.echo(text, nl=False)
 
 
+def _add_groups() -> None:
+    from slmchat.eval.cli import eval_group
+    from slmchat.routing.cli import route_group
+
+    main.add_command(eval_group)
+    main.add_command(route_group)
+
+
 @main.command()
 def doctor() -> None:
     """Check what is installed and reachable, and say how to fix what is not."""
@@ -219,3 +227,6 @@ def doctor() -> None:
             click.echo(f"      fix: {check.fix}")
         failed |= check.level == "fail"
     sys.exit(1 if failed else 0)
+
+
+_add_groups()

@@ -6,7 +6,9 @@ files are found with ``importlib.util.find_spec``, so neither package is importe
 whole SDK and slow to import). The pipeline is sentence-transformers' for this model: mean pooling
 over the attention mask, then L2 normalisation, giving 384 float32 dimensions.
 
-Texts are cut to ``max_tokens`` WordPiece tokens (128 by default, counting ``[CLS]`` and ``[SEP]``).
+Texts are cut to ``max_tokens`` WordPiece tokens (64 by default, counting ``[CLS]`` and ``[SEP]``):
+the router embeds every turn, and on two cores 64 tokens cost ~19 ms against ~35 ms for 128
+(tests/bench/bench_embedding.py); the router's weights are trained at the same length.
 Routing needs speed and the head of a prompt carries most of its signal (what is asked and how),
 while the cost of a run grows with its length; the model itself was trained on at most 256 tokens.
 """
@@ -27,7 +29,7 @@ from slmchat.errors import BackendUnavailable, ModelNotFound, SlmchatError
 
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 DIMENSIONS = 384
-DEFAULT_MAX_TOKENS = 128
+DEFAULT_MAX_TOKENS = 64
 DEFAULT_CACHE_SIZE = 256
 DEFAULT_BATCH_SIZE = 32
 #: BERT position embeddings: no input can be longer than this
@@ -84,7 +86,8 @@ class MiniLMEmbedder:
     ) -> None:
         if not 3 <= max_tokens <= MAX_POSITIONS:
             raise SlmchatError(
-                f"embedding max_tokens must be between 3 and {MAX_POSITIONS}, not {max_tokens}", "128 is the default"
+                f"embedding max_tokens must be between 3 and {MAX_POSITIONS}, not {max_tokens}",
+                f"{DEFAULT_MAX_TOKENS} is the default",
             )
         if cache_size < 0 or batch_size < 1 or (threads is not None and threads < 1):
             raise SlmchatError(

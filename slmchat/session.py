@@ -200,8 +200,9 @@ class Session:
         turn.events.append(RouteDecided(decision).to_dict())
         yield RouteDecided(decision)
         try:
+            waiting = time.perf_counter()
             backend = await self.backend(decision.tier)
-            turn.load_s = time.perf_counter() - started
+            turn.load_s = time.perf_counter() - waiting  # loading the model, not routing
             cfg = self._tiers[decision.tier]
             assert cfg is not None
             budget = self._history_budget(backend, cfg)

@@ -57,7 +57,7 @@ class Router:
             reason=reason,
             score=round(score.value, 4),
             threshold=self.threshold,
-            factors={name: round(value, 4) for name, value in score.contributions.items()},
+            factors={name: round(value, 4) + 0.0 for name, value in score.contributions.items()},
             override=None if route is Route.AUTO else route,
         )
 
