@@ -14,7 +14,7 @@ import click
 from slmchat import __version__, paths
 from slmchat.config import load_config, write_template
 from slmchat.errors import SlmchatError
-from slmchat.events import RouteDecided, Token, TurnDone, TurnFailed
+from slmchat.events import Escalated, RouteDecided, Token, TurnDone, TurnFailed
 from slmchat.routing import Route
 
 
@@ -105,6 +105,11 @@ async def _ask(session: Any, prompt: str, route: str | None, as_json: bool) -> i
                     streamed = True
                 elif isinstance(event, RouteDecided) and not as_json and event.decision.tier != event.decision.wanted:
                     click.echo(f"[{event.decision.reason}]", err=True)
+                elif isinstance(event, Escalated) and not as_json:
+                    if streamed:
+                        sys.stdout.write("\n")
+                    target = f"redone on the large tier ({event.model})" if event.to_tier == "large" else "kept"
+                    click.echo(f"[{event.reason}: answer {target}]", err=True)
                 elif isinstance(event, TurnDone):
                     if as_json:
                         click.echo(json.dumps(_ask_json(event), ensure_ascii=False))
@@ -128,6 +133,7 @@ def _ask_json(event: TurnDone) -> dict[str, Any]:
         "usage": stats.usage.to_dict(),
         "latency": stats.latency.to_dict(),
         "status": stats.status,
+        "escalation": stats.escalation,
         "conversation_id": stats.conversation_id,
     }
 

@@ -43,6 +43,7 @@ class TurnStats:
     latency: Latency
     finish_reason: str
     history_dropped: int = 0
+    escalation: str | None = None  # why the small tier's answer was redone (or would have been)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class TurnStats:
             "latency": self.latency.to_dict(),
             "finish_reason": self.finish_reason,
             "history_dropped": self.history_dropped,
+            "escalation": self.escalation,
         }
 
 
@@ -82,6 +84,22 @@ class RouteDecided(Event):
 class Token(Event):
     kind: ClassVar[str] = "token"
     text: str
+
+
+@dataclass(frozen=True)
+class Escalated(Event):
+    """A failure signal during the small tier's answer; that step is redone on ``to_tier``.
+
+    ``to_tier`` is "small" when no large tier is configured: the signal is reported, nothing redone.
+    ``usage`` is what the abandoned attempt used.
+    """
+
+    kind: ClassVar[str] = "escalated"
+    reason: str
+    from_tier: str
+    to_tier: str
+    model: str
+    usage: Usage
 
 
 @dataclass(frozen=True)

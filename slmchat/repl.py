@@ -19,7 +19,7 @@ from prompt_toolkit.key_binding import KeyBindings
 
 from slmchat import paths
 from slmchat.errors import SlmchatError
-from slmchat.events import RouteDecided, Token, TurnDone, TurnFailed
+from slmchat.events import Escalated, RouteDecided, Token, TurnDone, TurnFailed
 from slmchat.routing import Route
 from slmchat.session import Session
 from slmchat.transcript import stats_line
@@ -135,6 +135,9 @@ class Repl:
                         self.write(f"[{event.decision.reason}]\n")
                     elif isinstance(event, Token):
                         self.write(event.text)
+                    elif isinstance(event, Escalated):
+                        target = f"redone on the large tier ({event.model})" if event.to_tier == "large" else "kept"
+                        self.write(f"\n[{event.reason}: answer {target}]\n")
                     elif isinstance(event, TurnDone):
                         self.last_stats = stats_line(event.stats)
                         self.write("\n" + ("[interrupted]\n" if event.stats.status == "interrupted" else ""))

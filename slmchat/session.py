@@ -22,8 +22,19 @@ from slmchat.backends import ChatBackend, ModelRef, create_backend, parse_model_
 from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage, estimate_tokens
 from slmchat.config import Config, TierConfig, load_config
 from slmchat.errors import SlmchatError
-from slmchat.events import Event, Latency, RouteDecided, Token, TurnDone, TurnFailed, TurnStats, TurnStatus
+from slmchat.events import (
+    Escalated,
+    Event,
+    Latency,
+    RouteDecided,
+    Token,
+    TurnDone,
+    TurnFailed,
+    TurnStats,
+    TurnStatus,
+)
 from slmchat.routing import Route, RouteContext, RouteDecision, Router, Tier
+from slmchat.routing.signals import failure_signal, repetition_loop
 from slmchat.store import Store, TurnRecord, new_conversation_id
 from slmchat.window import fit_window
 
@@ -45,6 +56,15 @@ class _Turn:
     dropped: int = 0
     saved: bool = False
     embedding: np.ndarray | None = None
+    looping: str | None = None  # the repeating chunk, when the small model went into a loop
+    ran_on: Tier | None = None  # the tier whose answer stands (the routed one, or large after escalating)
+    escalation: str | None = None
+
+    def restart(self, tier: Tier) -> None:
+        """Drop the failed attempt's answer; the next call's answer stands."""
+        self.answer, self.first_token_at, self.end, self.looping = [], None, None, None
+        self.ran_on = tier
+
     answer: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -81,14 +101,16 @@ class Session:
         self.status = "idle"
         self._on_progress = on_progress
         self._tiers: dict[Tier, TierConfig | None] = {"small": self.config.small, "large": self.config.large}
-        self._refs: dict[Tier, ModelRef | None] = {
-            tier: parse_model_name(cfg.model, self.config.aliases) if cfg else None for tier, cfg in self._tiers.items()
-        }
         self._backends: dict[Tier, ChatBackend] = dict(backends or {})
         self._shared = set(self._backends.values())
-        for tier, given in self._backends.items():
-            self._refs[tier] = ModelRef(given.name, given.model)
-            self._tiers[tier] = self._tiers[tier] or TierConfig(model=str(self._refs[tier]))
+        self._refs: dict[Tier, ModelRef | None] = {}
+        for tier, cfg in self._tiers.items():
+            given = self._backends.get(tier)
+            if given is not None:  # a supplied backend names itself
+                self._refs[tier] = ModelRef(given.name, given.model)
+                self._tiers[tier] = cfg or TierConfig(model=str(self._refs[tier]))
+            else:
+                self._refs[tier] = parse_model_name(cfg.model, self.config.aliases) if cfg else None
         self._loading: dict[Tier, asyncio.Task[ChatBackend]] = {}
         self._retired: list[ChatBackend] = []
         self._cancel: CancelToken | None = None
@@ -196,32 +218,24 @@ class Session:
         route = Route(route) if route is not None else self.route
         cancel = self._cancel = CancelToken()
         decision, embedding = self._route(text, route)
-        turn = _Turn(text, decision, started, embedding=embedding)
+        turn = _Turn(text, decision, started, embedding=embedding, ran_on=decision.tier)
         turn.events.append(RouteDecided(decision).to_dict())
         yield RouteDecided(decision)
         try:
-            waiting = time.perf_counter()
-            backend = await self.backend(decision.tier)
-            turn.load_s = time.perf_counter() - waiting  # loading the model, not routing
-            cfg = self._tiers[decision.tier]
-            assert cfg is not None
-            budget = self._history_budget(backend, cfg)
-            window = fit_window(
-                self.config.system_prompt, self.history, text, budget, lambda s: backend.count_tokens(s)[0]
-            )
-            turn.dropped = window.dropped
-            params = GenParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed)
-            # run the stream to its end (StreamEnd is its last item) so no generator is left
-            # suspended for the garbage collector to close on a loop that may be gone
-            async with aclosing(backend.stream(window.messages, params, cancel)) as stream:
-                async for item in stream:
-                    if isinstance(item, StreamEnd):
-                        turn.end = item
-                        continue
-                    if turn.first_token_at is None:
-                        turn.first_token_at = time.perf_counter()
-                    turn.answer.append(item)
-                    yield Token(item)
+            async for event in self._call(decision.tier, turn, cancel):
+                yield event
+            signal = failure_signal(turn.text_so_far, turn.end.finish_reason if turn.end else "", turn.looping)
+            if turn.looping is not None and turn.end is not None and not cancel.cancelled:
+                turn.end = replace(turn.end, finish_reason="loop")  # stopped by the engine, not the user
+            if signal and decision.tier == "small" and not cancel.cancelled:
+                escalated = self._escalation(signal, turn)
+                turn.escalation = escalated.reason
+                turn.events.append(escalated.to_dict())
+                yield escalated
+                if escalated.to_tier == "large":
+                    turn.restart("large")
+                    async for event in self._call("large", turn, cancel):
+                        yield event
             turn.finished_at = time.perf_counter()
             if turn.end is None:
                 raise SlmchatError(f"{decision.model} ended its stream without finishing", "try again")
@@ -250,6 +264,46 @@ class Session:
                 self._save(turn, "interrupted", None, self._stats(turn, "interrupted"))
             self._cancel = None
 
+    async def _call(self, tier: Tier, turn: _Turn, cancel: CancelToken) -> AsyncIterator[Event]:
+        """One model call of the turn: build the window for ``tier``, stream, watch for loops."""
+        waiting = time.perf_counter()
+        backend = await self.backend(tier)
+        turn.load_s += time.perf_counter() - waiting  # loading the model, not routing
+        cfg = self._tiers[tier]
+        assert cfg is not None
+        budget = self._history_budget(backend, cfg)
+        window = fit_window(
+            self.config.system_prompt, self.history, turn.text, budget, lambda s: backend.count_tokens(s)[0]
+        )
+        turn.dropped = window.dropped
+        params = GenParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed)
+        call = CancelToken(parent=cancel)  # stops this call alone when it loops
+        # run the stream to its end (StreamEnd is its last item) so no generator is left
+        # suspended for the garbage collector to close on a loop that may be gone
+        async with aclosing(backend.stream(window.messages, params, call)) as stream:
+            async for item in stream:
+                if isinstance(item, StreamEnd):
+                    turn.end = item
+                    continue
+                if turn.first_token_at is None:
+                    turn.first_token_at = time.perf_counter()
+                turn.answer.append(item)
+                yield Token(item)
+                if tier == "small" and len(turn.answer) % 8 == 0 and turn.looping is None:
+                    turn.looping = repetition_loop(turn.text_so_far)
+                    if turn.looping is not None:
+                        call.cancel()
+        turn.finished_at = time.perf_counter()
+
+    def _escalation(self, signal: str, turn: _Turn) -> Escalated:
+        """Where a failed small-tier step goes: the large tier if there is one."""
+        large = self.model_name("large")
+        usage = turn.end.usage if turn.end else Usage(None, None, estimated=True)
+        if large is None:
+            return Escalated(f"{signal}; no large tier is configured, so the answer stands", "small", "small",
+                             self.model_name("small") or "", usage)  # fmt: skip
+        return Escalated(signal, "small", "large", large, usage)
+
     def _route(self, text: str, route: Route) -> tuple[RouteDecision, np.ndarray | None]:
         """Score the request (one embedding per turn, kept for memory) and decide the tier."""
         context = RouteContext(
@@ -274,7 +328,7 @@ class Session:
         usage = turn.end.usage
         answer = turn.text_so_far
         if usage.completion_tokens is None and answer:
-            backend = self._backends.get(turn.decision.tier)
+            backend = self._backends.get(turn.ran_on or turn.decision.tier)
             count = backend.count_tokens(answer)[0] if backend else None
             usage = Usage(usage.prompt_tokens, count, estimated=True)
         first = turn.first_token_at
@@ -296,6 +350,7 @@ class Session:
             latency=latency,
             finish_reason=turn.end.finish_reason,
             history_dropped=turn.dropped,
+            escalation=turn.escalation,
         )
 
     def _save(self, turn: _Turn, status: TurnStatus, error: str | None, stats: TurnStats | None) -> int:
@@ -303,7 +358,9 @@ class Session:
         decision, answer = turn.decision, turn.text_so_far
         usage = None
         if stats is not None:
-            usage = {"tier": decision.tier, "model": decision.model, **stats.usage.to_dict(), **stats.latency.to_dict()}
+            tier = turn.ran_on or decision.tier
+            call = {"tier": tier, "model": self.model_name(tier) or decision.model}
+            usage = {**call, **stats.usage.to_dict(), **stats.latency.to_dict()}
             usage.pop("load_ms")
         record = TurnRecord(
             self.conversation_id, turn.text, answer, status, decision.tier, decision.model, decision.reason,

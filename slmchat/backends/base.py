@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+FinishReason = Literal["stop", "length", "cancelled", "loop", "error"]
 
 
 @dataclass(frozen=True)
@@ -73,17 +73,22 @@ class Capabilities:
 
 
 class CancelToken:
-    """Set by the engine to stop a stream; backends check it between tokens."""
+    """Set by the engine to stop a stream; backends check it between tokens.
 
-    def __init__(self) -> None:
+    A token made with a ``parent`` is cancelled when the parent is: the engine stops one model
+    call (an escalation) with its own token, and the whole turn with the parent.
+    """
+
+    def __init__(self, parent: CancelToken | None = None) -> None:
         self._event = threading.Event()
+        self._parent = parent
 
     def cancel(self) -> None:
         self._event.set()
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._event.is_set() or (self._parent is not None and self._parent.cancelled)
 
 
 StreamItem = str | StreamEnd

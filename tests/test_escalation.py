@@ -1,0 +1,118 @@
+"""Failure signals during the small tier's answer send that step to the large tier."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from slmchat.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamEnd, StreamItem, Usage
+from slmchat.config import Config, TierConfig
+from slmchat.events import Escalated, Token, TurnDone
+from slmchat.routing.signals import failure_signal, repetition_loop
+from slmchat.session import Session
+from tests.helpers import collect
+
+
+class ScriptedBackend(ChatBackend):
+    """A small tier that answers with fixed pieces, as a misbehaving small model would."""
+
+    name = "scripted"
+
+    def __init__(self, pieces: list[str]) -> None:
+        super().__init__("script")
+        self.pieces = pieces
+        self.sent = 0
+
+    async def stream(
+        self, messages: list[Message], params: GenParams, cancel: CancelToken
+    ) -> AsyncIterator[StreamItem]:
+        for piece in self.pieces:
+            if cancel.cancelled:
+                yield StreamEnd(Usage(10, self.sent), "cancelled")
+                return
+            self.sent += 1
+            yield piece
+            await asyncio.sleep(0)
+        yield StreamEnd(Usage(10, self.sent), "stop")
+
+
+def with_large(llama_server: str) -> Config:
+    return Config(
+        small=TierConfig(model="scripted:script"),
+        large=TierConfig(model="openai:smollm2-server", base_url=llama_server, max_tokens=12, temperature=0),
+    )
+
+
+def test_loops_are_found_and_ordinary_text_is_not() -> None:
+    assert repetition_loop("Paris. " + "la Femme, " * 5) == "la Femme, "
+    assert repetition_loop("ha" * 20) is not None
+    for fine in ["The capital of France is Paris.", "1. a\n2. b\n3. c\n", "- x\n- y\n- z\n", "Well... ok"]:
+        assert repetition_loop(fine) is None
+    assert failure_signal("   ", "stop", None) == "empty answer"
+    assert failure_signal("partial", "cancelled", None) is None  # the user stopped it: not a failure
+
+
+def test_a_looping_small_model_is_stopped_and_the_large_tier_answers(llama_server: str) -> None:
+    small = ScriptedBackend(["Paris is ", *["la Femme, "] * 200])
+    session = Session(with_large(llama_server), backends={"small": small})
+    events = collect(session, "What is the capital of France?")
+
+    escalated = next(e for e in events if isinstance(e, Escalated))
+    assert escalated.reason.startswith("repetition loop ('la Femme,' repeated)")
+    assert (escalated.from_tier, escalated.to_tier, escalated.model) == ("small", "large", "openai:smollm2-server")
+    assert small.sent < 40  # stopped soon after the loop began, not after 200 pieces
+    assert escalated.usage.completion_tokens == small.sent
+    done = events[-1]
+    assert isinstance(done, TurnDone)
+    stats = done.stats
+    assert stats.status == "ok" and stats.escalation == escalated.reason
+    assert "Femme" not in stats.answer and stats.answer.strip()
+    after = events.index(escalated)
+    assert stats.answer == "".join(e.text for e in events[after:] if isinstance(e, Token))
+    row = session.store.turns(session.conversation_id)[-1]
+    assert row["answer"] == stats.answer and row["tier"] == "small"  # routed small, answered large
+    usage = session.store.db.execute("SELECT tier, model FROM usage WHERE turn_id = ?", (row["id"],)).fetchone()
+    assert tuple(usage) == ("large", "openai:smollm2-server")
+    assert [e["kind"] for e in session.store.events(row["id"])] == ["route_decided", "escalated", "turn_done"]
+    assert session.history[-1].content == stats.answer
+
+
+def test_an_empty_answer_is_escalated(llama_server: str) -> None:
+    session = Session(with_large(llama_server), backends={"small": ScriptedBackend([" ", "\n"])})
+    events = collect(session, "Say something.")
+    assert [e.reason for e in events if isinstance(e, Escalated)] == ["empty answer"]
+    assert events[-1].stats.answer.strip()
+
+
+def test_without_a_large_tier_the_signal_is_reported_and_the_answer_stands() -> None:
+    small = ScriptedBackend(["ok ", *["ha"] * 100])
+    session = Session(Config(small=TierConfig(model="scripted:script")), backends={"small": small})
+    events = collect(session, "Laugh.")
+    escalated = next(e for e in events if isinstance(e, Escalated))
+    assert escalated.to_tier == "small" and "no large tier is configured" in escalated.reason
+    stats = events[-1].stats
+    assert stats.status == "ok" and stats.finish_reason == "loop" and stats.answer.startswith("ok ha")
+
+
+def test_a_turn_the_user_cancels_is_not_escalated(llama_server: str) -> None:
+    session = Session(with_large(llama_server), backends={"small": ScriptedBackend(["word "] * 50)})
+
+    async def run() -> list:
+        out = []
+        async for event in session.turn("Talk."):
+            out.append(event)
+            if isinstance(event, Token) and len(out) == 4:
+                session.cancel()
+        return out
+
+    events = asyncio.run(run())
+    assert not any(isinstance(e, Escalated) for e in events)
+    assert events[-1].stats.status == "interrupted"
+
+
+def test_the_repl_shows_the_escalation(llama_server: str) -> None:
+    from tests.test_repl import chat
+
+    session = Session(with_large(llama_server), backends={"small": ScriptedBackend(["ok ", *["ha"] * 100])})
+    printed = chat(session, "Laugh.\n/quit\n")
+    assert "[repetition loop ('haha' repeated): answer redone on the large tier (openai:smollm2-server)]" in printed
