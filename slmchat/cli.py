@@ -211,6 +211,21 @@ def history_export(conversation_id: str | None, fmt: str, output: Path | None) -
         click.echo(text, nl=False)
 
 
+@main.command()
+@click.argument("verdict", type=click.Choice(["good", "bad"]))
+@click.option("--turn", "turn_id", type=int, help="The turn to judge (default: the latest).")
+def feedback(verdict: str, turn_id: int | None) -> None:
+    """Judge an answer good or bad; `slmchat route calibrate --error-costs` learns from it."""
+    from slmchat.transcript import open_history
+
+    store = open_history()
+    turn_id = turn_id or store.latest_turn_id()
+    if turn_id is None:
+        raise SlmchatError("there is no answer to judge yet", 'ask something first: slmchat ask "..."')
+    store.set_feedback(turn_id, verdict == "good")
+    click.echo(f"noted: turn {turn_id} was {verdict}")
+
+
 def _add_groups() -> None:
     from slmchat.eval.cli import eval_group
     from slmchat.routing.cli import route_group

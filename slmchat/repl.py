@@ -31,6 +31,7 @@ commands:
   /model [NAME]         show the models, or use NAME (backend:model) for the small tier
   /route [auto|small|large]  show or set the route for the following turns
   /large TEXT, /small TEXT   send this one message to that tier
+  /good, /bad           judge the last answer (calibration learns from it)
   /quit                 leave (Ctrl-D works too)
 Enter sends, Alt-Enter adds a line, Ctrl-C stops an answer."""
 
@@ -100,6 +101,12 @@ class Repl:
             return False
         if name == "/help":
             self.write(HELP + "\n")
+        elif name in ("/good", "/bad"):
+            try:
+                turn_id = self.session.feedback(name == "/good")
+                self.write(f"noted: turn {turn_id} was {name[1:]}\n")
+            except SlmchatError as exc:
+                self.write(f"error: {exc}\n")
         elif name == "/new":
             cid = self.session.new_conversation()
             self.write(f"new conversation {cid}\n")

@@ -116,6 +116,7 @@ class Session:
         self._cancel: CancelToken | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.history: list[Message] = []
+        self.last_turn_id: int | None = None
         self.conversation_id = self._open_conversation(conversation_id, resume_latest)
 
     # -- conversation -------------------------------------------------------------------
@@ -139,6 +140,14 @@ class Session:
         self.history = []
         self.conversation_id = new_conversation_id()
         return self.conversation_id
+
+    def feedback(self, good: bool, turn_id: int | None = None) -> int:
+        """Thumbs up or down on a turn (default: the last one); calibration learns from these."""
+        turn_id = turn_id or self.last_turn_id
+        if turn_id is None:
+            raise SlmchatError("there is no answer to judge yet", "ask something first")
+        self.store.set_feedback(turn_id, good)
+        return turn_id
 
     # -- models -------------------------------------------------------------------------
 
@@ -367,6 +376,7 @@ class Session:
             error, turn.events, usage,
         )  # fmt: skip
         turn_id = self.store.save_turn(record)
+        self.last_turn_id = turn_id
         turn.saved = True
         if status != "failed":
             self.history.append(Message("user", turn.text))

@@ -57,6 +57,14 @@ MIGRATIONS: list[str] = [
         tokens_per_s REAL
     );
     """,
+    # 2: thumbs up/down per turn, the labels `slmchat route calibrate --error-costs` learns from
+    """
+    CREATE TABLE feedback (
+        turn_id INTEGER PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
+        good INTEGER NOT NULL CHECK (good IN (0, 1)),
+        created_at REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -211,6 +219,39 @@ class Store:
             (conversation_id,),
         ).fetchall()
         return [dict(r) for r in rows]
+
+    def latest_turn_id(self) -> int | None:
+        return self.db.execute("SELECT MAX(id) FROM turns").fetchone()[0]
+
+    def set_feedback(self, turn_id: int, good: bool) -> None:
+        """Record (or change) the user's verdict on a turn."""
+        if self.db.execute("SELECT 1 FROM turns WHERE id = ?", (turn_id,)).fetchone() is None:
+            raise SlmchatError(f"no turn {turn_id}", "see `slmchat history show` for turn ids")
+        self.db.execute(
+            "INSERT INTO feedback (turn_id, good, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT(turn_id) DO UPDATE SET good = excluded.good, created_at = excluded.created_at",
+            (turn_id, int(good), time.time()),
+        )
+
+    def routed_turns(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Recent turns the router scored, newest first: tier, score, override and any feedback."""
+        rows = self.db.execute(
+            "SELECT t.id, t.tier, e.payload, f.good,"
+            " EXISTS(SELECT 1 FROM events x WHERE x.turn_id = t.id AND x.kind = 'escalated') AS escalated FROM turns t"
+            " JOIN events e ON e.turn_id = t.id AND e.kind = 'route_decided'"
+            " LEFT JOIN feedback f ON f.turn_id = t.id ORDER BY t.id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        out = []
+        for row in rows:
+            decision = json.loads(row["payload"])["decision"]
+            if decision.get("score") is None:
+                continue
+            good = None if row["good"] is None else bool(row["good"])
+            out.append({"turn_id": row["id"], "tier": row["tier"], "score": decision["score"],
+                        "override": decision.get("override"), "good": good,
+                        "escalated": bool(row["escalated"])})  # fmt: skip
+        return out
 
     def events(self, turn_id: int) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT payload FROM events WHERE turn_id = ? ORDER BY seq", (turn_id,))

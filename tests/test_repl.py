@@ -91,3 +91,14 @@ def test_the_toolbar_shows_the_last_turns_figures(small_backend) -> None:  # typ
     asyncio.run(repl.answer("Say hi."))
     bar = repl.toolbar()
     assert bar.startswith(" small · llamacpp:smollm2 · ") and "tok/s" in bar and "ttft" in bar
+
+
+def test_judging_answers_in_the_chat(small_backend) -> None:  # type: ignore[no-untyped-def]
+    session = Session(small_config(), backends={"small": small_backend})
+    store_path = session.store.path
+    printed = chat(session, "/good\nSay hi.\n/bad\n/quit\n")
+    assert "error: there is no answer to judge yet" in printed and "noted: turn 1 was bad" in printed
+
+    from slmchat.store import Store
+
+    assert [t["good"] for t in Store(store_path).routed_turns()] == [False]
