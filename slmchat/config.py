@@ -42,6 +42,8 @@ class TierConfig(BaseModel):
         None, gt=0, description="history budget in tokens; default: what the model's window leaves"
     )
     options: dict[str, Any] = Field(default_factory=dict, description="backend-specific settings (n_ctx, n_threads)")
+    usd_per_mtok_in: float | None = Field(None, ge=0, description="price of a million prompt tokens, USD")
+    usd_per_mtok_out: float | None = Field(None, ge=0, description="price of a million completion tokens, USD")
 
 
 class RoutingConfig(BaseModel):
@@ -53,6 +55,8 @@ class RoutingConfig(BaseModel):
         None, ge=0, le=1, description="large tier iff score ≥ threshold; default: the shipped calibration"
     )
     long_context_tokens: int = Field(3000, gt=0, description="a conversation longer than this counts as long")
+    budget_usd_per_day: float | None = Field(None, ge=0, description="large-tier spend cap per calendar day")
+    budget_usd_per_session: float | None = Field(None, ge=0, description="large-tier spend cap per session")
 
 
 class Config(BaseModel):
@@ -183,6 +187,9 @@ temperature = 0.2
 # large tier iff score >= threshold; unset = the shipped calibration (see `slmchat route calibrate`)
 # threshold = 0.5
 long_context_tokens = 3000
+# spend caps for the large tier (needs its usd_per_mtok_in/out); past one, turns run small
+# budget_usd_per_day = 1.0
+# budget_usd_per_session = 0.25
 
 [aliases]
 # fast = "ollama:llama3.2:3b"

@@ -34,6 +34,7 @@ from slmchat.events import (
     TurnStatus,
 )
 from slmchat.routing import Route, RouteContext, RouteDecision, Router, Tier
+from slmchat.routing.budget import budget_block
 from slmchat.routing.signals import failure_signal, repetition_loop
 from slmchat.store import Store, TurnRecord, new_conversation_id
 from slmchat.window import fit_window
@@ -117,6 +118,7 @@ class Session:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.history: list[Message] = []
         self.last_turn_id: int | None = None
+        self._started = time.time()  # the session budget counts from here
         self.conversation_id = self._open_conversation(conversation_id, resume_latest)
 
     # -- conversation -------------------------------------------------------------------
@@ -308,6 +310,10 @@ class Session:
         """Where a failed small-tier step goes: the large tier if there is one."""
         large = self.model_name("large")
         usage = turn.end.usage if turn.end else Usage(None, None, estimated=True)
+        blocked = self._budget_block() if large is not None else None
+        if blocked:
+            return Escalated(f"{signal}; {blocked}, so the answer stands", "small", "small",
+                             self.model_name("small") or "", usage)  # fmt: skip
         if large is None:
             return Escalated(f"{signal}; no large tier is configured, so the answer stands", "small", "small",
                              self.model_name("small") or "", usage)  # fmt: skip
@@ -323,7 +329,11 @@ class Session:
         )
         embedding = self.router.embed(text) if self.router.uses_embedding else None
         models = {t: self.model_name(t) for t in ("small", "large")}
-        return self.router.decide(context, route, models, embedding), embedding  # type: ignore[arg-type]
+        blocked = self._budget_block()
+        return self.router.decide(context, route, models, embedding, blocked), embedding  # type: ignore[arg-type]
+
+    def _budget_block(self) -> str | None:
+        return budget_block(self.config.routing, self._tiers["large"], self.store, self._started)
 
     def _history_budget(self, backend: ChatBackend, cfg: TierConfig) -> int:
         if cfg.context_tokens:

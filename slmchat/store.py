@@ -220,6 +220,15 @@ class Store:
         ).fetchall()
         return [dict(r) for r in rows]
 
+    def tokens_since(self, since: float, tier: str = "large") -> tuple[int, int]:
+        """Prompt and completion tokens used on ``tier`` by turns stored since ``since`` (a timestamp)."""
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(u.prompt_tokens), 0), COALESCE(SUM(u.completion_tokens), 0) FROM usage u"
+            " JOIN turns t ON t.id = u.turn_id WHERE u.tier = ? AND t.created_at >= ?",
+            (tier, since),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
     def latest_turn_id(self) -> int | None:
         return self.db.execute("SELECT MAX(id) FROM turns").fetchone()[0]
 

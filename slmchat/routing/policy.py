@@ -33,8 +33,13 @@ class Router:
         route: Route,
         models: dict[Tier, str | None],
         embedding: np.ndarray | None = None,
+        blocked: str | None = None,
     ) -> RouteDecision:
-        """``models`` maps each tier to its configured model name, or None when absent."""
+        """``models`` maps each tier to its configured model name, or None when absent.
+
+        ``blocked`` says why the large tier may not be used now (a spent budget); such a turn
+        runs on the small tier and the reason says so.
+        """
         score = self.scorer.score(context, embedding)
         by_score: Tier = "large" if score.value >= self.threshold else "small"
         comparison = f"score {score.value:.2f} {'≥' if by_score == 'large' else '<'} {self.threshold:.2f}"
@@ -50,6 +55,9 @@ class Router:
         if models.get(wanted) is None:
             tier = "small"
             reason += "; no large tier is configured, so it ran on the small tier"
+        elif wanted == "large" and blocked:
+            tier = "small"
+            reason += f"; {blocked}, so it ran on the small tier"
         return RouteDecision(
             tier=tier,
             wanted=wanted,
