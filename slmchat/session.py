@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,6 @@ from slmchat.errors import SlmchatError
 from slmchat.events import (
     Escalated,
     Event,
-    Latency,
     RouteDecided,
     Token,
     TurnDone,
@@ -37,41 +36,11 @@ from slmchat.routing import Route, RouteContext, RouteDecision, Router, Tier
 from slmchat.routing.budget import budget_block
 from slmchat.routing.signals import failure_signal, repetition_loop
 from slmchat.store import Store, TurnRecord, new_conversation_id
+from slmchat.turn_state import TurnState
 from slmchat.window import fit_window
 
 #: history budget for backends that do not report their context window
 DEFAULT_HISTORY_TOKENS = 4096
-
-
-@dataclass
-class _Turn:
-    """What one turn has gathered so far; the engine's working state, never seen by faces."""
-
-    text: str
-    decision: RouteDecision
-    started: float
-    load_s: float = 0.0
-    first_token_at: float | None = None
-    finished_at: float = 0.0
-    end: StreamEnd | None = None
-    dropped: int = 0
-    saved: bool = False
-    embedding: np.ndarray | None = None
-    looping: str | None = None  # the repeating chunk, when the small model went into a loop
-    ran_on: Tier | None = None  # the tier whose answer stands (the routed one, or large after escalating)
-    escalation: str | None = None
-
-    def restart(self, tier: Tier) -> None:
-        """Drop the failed attempt's answer; the next call's answer stands."""
-        self.answer, self.first_token_at, self.end, self.looping = [], None, None, None
-        self.ran_on = tier
-
-    answer: list[str] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def text_so_far(self) -> str:
-        return "".join(self.answer)
 
 
 class Session:
@@ -229,7 +198,7 @@ class Session:
         route = Route(route) if route is not None else self.route
         cancel = self._cancel = CancelToken()
         decision, embedding = self._route(text, route)
-        turn = _Turn(text, decision, started, embedding=embedding, ran_on=decision.tier)
+        turn = TurnState(text, decision, started, embedding=embedding, ran_on=decision.tier)
         turn.events.append(RouteDecided(decision).to_dict())
         yield RouteDecided(decision)
         try:
@@ -275,7 +244,7 @@ class Session:
                 self._save(turn, "interrupted", None, self._stats(turn, "interrupted"))
             self._cancel = None
 
-    async def _call(self, tier: Tier, turn: _Turn, cancel: CancelToken) -> AsyncIterator[Event]:
+    async def _call(self, tier: Tier, turn: TurnState, cancel: CancelToken) -> AsyncIterator[Event]:
         """One model call of the turn: build the window for ``tier``, stream, watch for loops."""
         waiting = time.perf_counter()
         backend = await self.backend(tier)
@@ -306,7 +275,7 @@ class Session:
                         call.cancel()
         turn.finished_at = time.perf_counter()
 
-    def _escalation(self, signal: str, turn: _Turn) -> Escalated:
+    def _escalation(self, signal: str, turn: TurnState) -> Escalated:
         """Where a failed small-tier step goes: the large tier if there is one."""
         large = self.model_name("large")
         usage = turn.end.usage if turn.end else Usage(None, None, estimated=True)
@@ -341,38 +310,11 @@ class Session:
         window = backend.context_tokens
         return max(256, window - cfg.max_tokens) if window else DEFAULT_HISTORY_TOKENS
 
-    def _stats(self, turn: _Turn, status: TurnStatus) -> TurnStats:
-        """The figures of a turn. Waiting for the model to load is reported apart from ttft."""
-        assert turn.end is not None
-        usage = turn.end.usage
-        answer = turn.text_so_far
-        if usage.completion_tokens is None and answer:
-            backend = self._backends.get(turn.ran_on or turn.decision.tier)
-            count = backend.count_tokens(answer)[0] if backend else None
-            usage = Usage(usage.prompt_tokens, count, estimated=True)
-        first = turn.first_token_at
-        decode_s = turn.finished_at - first if first is not None else 0.0
-        tps = usage.completion_tokens / decode_s if usage.completion_tokens and decode_s > 0 else None
-        latency = Latency(
-            ttft_ms=(first - turn.started - turn.load_s) * 1000 if first is not None else None,
-            total_ms=(turn.finished_at - turn.started) * 1000,
-            tokens_per_s=tps,
-            load_ms=turn.load_s * 1000,
-        )
-        return TurnStats(
-            conversation_id=self.conversation_id,
-            turn_id=None,
-            answer=answer,
-            status=status,
-            route=turn.decision,
-            usage=usage,
-            latency=latency,
-            finish_reason=turn.end.finish_reason,
-            history_dropped=turn.dropped,
-            escalation=turn.escalation,
-        )
+    def _stats(self, turn: TurnState, status: TurnStatus) -> TurnStats:
+        backend = self._backends.get(turn.ran_on or turn.decision.tier)
+        return turn.stats(status, self.conversation_id, backend.count_tokens if backend else None)
 
-    def _save(self, turn: _Turn, status: TurnStatus, error: str | None, stats: TurnStats | None) -> int:
+    def _save(self, turn: TurnState, status: TurnStatus, error: str | None, stats: TurnStats | None) -> int:
         """Store the turn (one transaction) and add it to the history the next turn sees."""
         decision, answer = turn.decision, turn.text_so_far
         usage = None

@@ -1,0 +1,79 @@
+"""One turn's working state inside the engine, and the figures measured from it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from slmchat.backends.base import StreamEnd, Usage
+from slmchat.events import Latency, TurnStats, TurnStatus
+from slmchat.routing import RouteDecision, Tier
+
+
+@dataclass
+class TurnState:
+    """What one turn has gathered so far; the engine's working state, never seen by faces."""
+
+    text: str
+    decision: RouteDecision
+    started: float
+    load_s: float = 0.0
+    first_token_at: float | None = None
+    finished_at: float = 0.0
+    end: StreamEnd | None = None
+    dropped: int = 0
+    saved: bool = False
+    embedding: np.ndarray | None = None
+    looping: str | None = None  # the repeating chunk, when the small model went into a loop
+    ran_on: Tier | None = None  # the tier whose answer stands (the routed one, or large after escalating)
+    escalation: str | None = None
+
+    answer: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def restart(self, tier: Tier) -> None:
+        """Drop the failed attempt's answer; the next call's answer stands."""
+        self.answer, self.first_token_at, self.end, self.looping = [], None, None, None
+        self.ran_on = tier
+
+    @property
+    def text_so_far(self) -> str:
+        return "".join(self.answer)
+
+    def stats(
+        self, status: TurnStatus, conversation_id: str, count_tokens: Callable[[str], tuple[int, bool]] | None
+    ) -> TurnStats:
+        """The turn's figures. Waiting for the model to load is reported apart from ttft.
+
+        ``count_tokens`` fills in (as an estimate) a completion count the backend did not report.
+        """
+        assert self.end is not None
+        usage = self.end.usage
+        answer = self.text_so_far
+        if usage.completion_tokens is None and answer:
+            count = count_tokens(answer)[0] if count_tokens else None
+            usage = Usage(usage.prompt_tokens, count, estimated=True)
+        first = self.first_token_at
+        decode_s = self.finished_at - first if first is not None else 0.0
+        tps = usage.completion_tokens / decode_s if usage.completion_tokens and decode_s > 0 else None
+        latency = Latency(
+            ttft_ms=(first - self.started - self.load_s) * 1000 if first is not None else None,
+            total_ms=(self.finished_at - self.started) * 1000,
+            tokens_per_s=tps,
+            load_ms=self.load_s * 1000,
+        )
+        return TurnStats(
+            conversation_id=conversation_id,
+            turn_id=None,
+            answer=answer,
+            status=status,
+            route=self.decision,
+            usage=usage,
+            latency=latency,
+            finish_reason=self.end.finish_reason,
+            history_dropped=self.dropped,
+            escalation=self.escalation,
+        )
