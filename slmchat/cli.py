@@ -134,7 +134,9 @@ def _ask_json(event: TurnDone) -> dict[str, Any]:
         "latency": stats.latency.to_dict(),
         "status": stats.status,
         "escalation": stats.escalation,
+        "answered_by": stats.answered_by,
         "conversation_id": stats.conversation_id,
+        "turn_id": stats.turn_id,
     }
 
 

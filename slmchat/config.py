@@ -185,7 +185,7 @@ temperature = 0.2
 
 [routing]
 # large tier iff score >= threshold; unset = the shipped calibration (see `slmchat route calibrate`)
-# threshold = 0.5
+# threshold = 0.28
 long_context_tokens = 3000
 # spend caps for the large tier (needs its usd_per_mtok_in/out); past one, turns run small
 # budget_usd_per_day = 1.0

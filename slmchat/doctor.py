@@ -159,6 +159,17 @@ async def _check_openai(name: str, label: str, cfg: TierConfig) -> Check:
     return Check(name, "ok", f"{label} at {base}")
 
 
+def check_embedding() -> Check:
+    """The router's (and memory's) offline embedding model."""
+    from slmchat.embedding import MODEL_ID, MiniLMEmbedder
+
+    try:
+        MiniLMEmbedder().load()
+    except SlmchatError as exc:
+        return Check("embedding", "fail", exc.message, exc.hint)
+    return Check("embedding", "ok", f"{MODEL_ID} (onnxruntime {_version('onnxruntime')})")
+
+
 def check_files() -> list[Check]:
     checks = []
     try:
@@ -179,7 +190,7 @@ def check_files() -> list[Check]:
 
 
 async def run_checks() -> list[Check]:
-    checks = [*check_packages(), check_default_model(), *check_files()]
+    checks = [*check_packages(), check_default_model(), check_embedding(), *check_files()]
     try:
         config = load_config()
     except SlmchatError:

@@ -44,6 +44,7 @@ class TurnStats:
     finish_reason: str
     history_dropped: int = 0
     escalation: str | None = None  # why the small tier's answer was redone (or would have been)
+    answered_by: str = ""  # the tier whose answer stands: the routed one, or large after an escalation
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,7 @@ class TurnStats:
             "finish_reason": self.finish_reason,
             "history_dropped": self.history_dropped,
             "escalation": self.escalation,
+            "answered_by": self.answered_by,
         }
 
 

@@ -182,7 +182,13 @@ class Session:
         return backend
 
     def start_loading(self, tier: Tier = "small") -> asyncio.Future[ChatBackend]:
-        """Begin loading in the background so a face is usable at once (needs a running loop)."""
+        """Begin loading in the background so a face is usable at once (needs a running loop).
+
+        The router's embedding model warms up too, so the first turn does not pay for it.
+        """
+        if self.router.uses_embedding:
+            warm = asyncio.ensure_future(asyncio.to_thread(self.router.embed, "warm up"))
+            warm.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
         return asyncio.ensure_future(self.backend(tier))
 
     # -- one turn -----------------------------------------------------------------------
@@ -207,7 +213,7 @@ class Session:
             signal = failure_signal(turn.text_so_far, turn.end.finish_reason if turn.end else "", turn.looping)
             if turn.looping is not None and turn.end is not None and not cancel.cancelled:
                 turn.end = replace(turn.end, finish_reason="loop")  # stopped by the engine, not the user
-            if signal and decision.tier == "small" and not cancel.cancelled:
+            if signal and decision.tier == "small" and decision.override is not Route.SMALL and not cancel.cancelled:
                 escalated = self._escalation(signal, turn)
                 turn.escalation = escalated.reason
                 turn.events.append(escalated.to_dict())
@@ -296,10 +302,19 @@ class Session:
             context_tokens=sum(estimate_tokens(m.content) for m in self.history) + estimate_tokens(text),
             long_context_tokens=self.config.routing.long_context_tokens,
         )
-        embedding = self.router.embed(text) if self.router.uses_embedding else None
+        embedding, trouble = None, None
+        if self.router.uses_embedding:
+            try:
+                embedding = self.router.embed(text)
+            except SlmchatError as exc:  # the turn goes on, routed on the factors alone
+                trouble = f"learned part off: {exc.message}"
+                embedding = self.router.neutral_embedding()
         models = {t: self.model_name(t) for t in ("small", "large")}
-        blocked = self._budget_block()
-        return self.router.decide(context, route, models, embedding, blocked), embedding  # type: ignore[arg-type]
+        decision = self.router.decide(context, route, models, embedding, self._budget_block())  # type: ignore[arg-type]
+        if trouble:
+            decision = replace(decision, reason=f"{decision.reason} ({trouble})")
+            embedding = None
+        return decision, embedding
 
     def _budget_block(self) -> str | None:
         return budget_block(self.config.routing, self._tiers["large"], self.store, self._started)

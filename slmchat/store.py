@@ -235,7 +235,7 @@ class Store:
     def set_feedback(self, turn_id: int, good: bool) -> None:
         """Record (or change) the user's verdict on a turn."""
         if self.db.execute("SELECT 1 FROM turns WHERE id = ?", (turn_id,)).fetchone() is None:
-            raise SlmchatError(f"no turn {turn_id}", "see `slmchat history show` for turn ids")
+            raise SlmchatError(f"no turn {turn_id}", "turn ids are in `slmchat history export --format json`")
         self.db.execute(
             "INSERT INTO feedback (turn_id, good, created_at) VALUES (?, ?, ?)"
             " ON CONFLICT(turn_id) DO UPDATE SET good = excluded.good, created_at = excluded.created_at",

@@ -76,7 +76,8 @@ def stats_line(stats: Any) -> str:
     """One line of figures for a finished turn: tier, model, tokens, speed."""
     usage, latency = stats.usage, stats.latency
     approx = "~" if usage.estimated else ""
-    parts = [stats.route.tier, stats.route.model]
+    tier = stats.answered_by or stats.route.tier
+    parts = [tier, stats.route.model if tier == stats.route.tier else f"escalated to {tier}"]
     if usage.prompt_tokens is not None or usage.completion_tokens is not None:
         parts.append(f"{approx}{usage.prompt_tokens or 0}→{approx}{usage.completion_tokens or 0} tok")
     if latency.ttft_ms is not None:

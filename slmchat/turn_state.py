@@ -76,4 +76,5 @@ class TurnState:
             finish_reason=self.end.finish_reason,
             history_dropped=self.dropped,
             escalation=self.escalation,
+            answered_by=self.ran_on or self.decision.tier,
         )

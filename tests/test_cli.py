@@ -247,3 +247,7 @@ def test_ctrl_c_stops_ask_and_keeps_the_partial_answer(tmp_path: Path) -> None:
     assert turn["status"] == "interrupted"
     assert turn["answer"].startswith(first.decode(errors="ignore")[:10])
     assert turn["usage"]["completion_tokens"] < 2000
+
+
+def test_doctor_checks_the_embedding_model() -> None:
+    assert "ok    embedding: all-MiniLM-L6-v2-onnx-int8" in slmchat("doctor").stdout

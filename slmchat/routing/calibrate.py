@@ -75,4 +75,5 @@ def save_threshold(path: Path, threshold: float) -> None:
         document["routing"] = routing
     routing["threshold"] = threshold
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(tomlkit.dumps(document), encoding="utf-8")
+    text = tomlkit.dumps(document)
+    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")

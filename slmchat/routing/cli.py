@@ -75,7 +75,7 @@ def calibrate(large_share: float | None, error_costs: str | None, limit: int, ye
     current = Router().threshold if current is None else current
     click.echo(f"threshold {current:.4f} -> {result.threshold:.4f}: {how}")
     click.echo(f"expected large-tier share on those turns: {result.large_share:.1%}")
-    click.echo("expected spend: depends on the large tier's price per token (not known to slmchat yet)")
+    click.echo("expected spend: not estimated (slmchat does not forecast token use; see the budget caps)")
     if yes or click.confirm(f"save it to {paths.config_file()}?", default=False):
         save_threshold(paths.config_file(), result.threshold)
         click.echo("saved")

@@ -23,6 +23,11 @@ class Router:
     def uses_embedding(self) -> bool:
         return self.scorer.weights.embedding is not None
 
+    def neutral_embedding(self) -> np.ndarray:
+        """A vector the learned part gives no weight to, for when the embedding model fails."""
+        assert self.scorer.weights.embedding is not None
+        return np.zeros_like(self.scorer.weights.embedding)
+
     def embed(self, text: str) -> np.ndarray:
         """The turn's one embedding of the user text (shared with memory)."""
         return self.scorer.embedder.embed_one(text)

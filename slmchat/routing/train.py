@@ -25,7 +25,7 @@ from slmchat.routing.scorer import PRIOR_WEIGHTS, WEIGHTS_FILE, RouterWeights
 #: the factors whose weights the labels can teach (the others keep PRIOR_WEIGHTS)
 LEARNED_FACTORS = ["length", "requirements", "domain_breadth", "tool_needs", "reasoning_depth"]
 DEFAULT_L2_FACTORS = 1.0
-DEFAULT_L2_EMBEDDING = 0.3  # chosen by leave-one-file-out among 30, 5, 1, 0.3 (docs/routing.md)
+DEFAULT_L2_EMBEDDING = 0.3  # chosen by leave-one-file-out among 30, 5, 1, 0.3, 0.1 (docs/routing.md)
 
 
 @lru_cache(maxsize=50_000)
@@ -205,4 +205,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from slmchat.errors import SlmchatError
+
+    try:
+        main()
+    except SlmchatError as exc:
+        sys.exit(f"error: {exc.message}" + (f"\n  fix: {exc.hint}" if exc.hint else ""))
