@@ -133,6 +133,7 @@ def _ask_json(event: TurnDone) -> dict[str, Any]:
         "usage": stats.usage.to_dict(),
         "latency": stats.latency.to_dict(),
         "status": stats.status,
+        "cost": stats.cost.to_dict() if stats.cost else None,
         "escalation": stats.escalation,
         "answered_by": stats.answered_by,
         "conversation_id": stats.conversation_id,

@@ -44,6 +44,9 @@ class TierConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, description="backend-specific settings (n_ctx, n_threads)")
     usd_per_mtok_in: float | None = Field(None, ge=0, description="price of a million prompt tokens, USD")
     usd_per_mtok_out: float | None = Field(None, ge=0, description="price of a million completion tokens, USD")
+    usd_per_hour: float | None = Field(
+        None, ge=0, description="for a local model: what an hour of the machine costs (instead of per-token prices)"
+    )
 
 
 class RoutingConfig(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
+from slmchat.accounting.pricing import TurnCost
 from slmchat.backends.base import Usage
 from slmchat.routing.decision import RouteDecision
 
@@ -25,6 +26,8 @@ class Latency:
     total_ms: float
     tokens_per_s: float | None
     load_ms: float = 0.0
+    model_ms: float = 0.0  # inside the models' streams (all calls of the turn)
+    engine_ms: float = 0.0  # everything else: routing, memory, prompt building, storing
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,6 +48,7 @@ class TurnStats:
     history_dropped: int = 0
     escalation: str | None = None  # why the small tier's answer was redone (or would have been)
     answered_by: str = ""  # the tier whose answer stands: the routed one, or large after an escalation
+    cost: TurnCost | None = None  # what the turn's model calls cost, and the large-tier equivalent
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +63,7 @@ class TurnStats:
             "history_dropped": self.history_dropped,
             "escalation": self.escalation,
             "answered_by": self.answered_by,
+            "cost": self.cost.to_dict() if self.cost else None,
         }
 
 

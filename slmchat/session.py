@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from slmchat import paths
+from slmchat.accounting.pricing import Price, TurnCost, price_for, total_cost, turn_cost
 from slmchat.backends import ChatBackend, ModelRef, create_backend, parse_model_name
 from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage, estimate_tokens
 from slmchat.config import Config, TierConfig, load_config
@@ -36,9 +37,10 @@ from slmchat.routing import Route, RouteContext, RouteDecision, Router, Tier
 from slmchat.routing.budget import budget_block
 from slmchat.routing.signals import failure_signal, repetition_loop
 from slmchat.store import Store, TurnRecord, new_conversation_id
-from slmchat.turn_state import TurnState
+from slmchat.turn_state import CallRecord, TurnState
 from slmchat.window import fit_window
 
+LATENCY_COLUMNS = ("ttft_ms", "total_ms", "tokens_per_s")
 #: history budget for backends that do not report their context window
 DEFAULT_HISTORY_TOKENS = 4096
 
@@ -247,6 +249,7 @@ class Session:
             if not turn.saved:
                 turn.end = turn.end or StreamEnd(Usage(None, None, estimated=True), "cancelled")
                 turn.finished_at = time.perf_counter()
+                self._record_call(turn)
                 self._save(turn, "interrupted", None, self._stats(turn, "interrupted"))
             self._cancel = None
 
@@ -264,6 +267,7 @@ class Session:
         turn.dropped = window.dropped
         params = GenParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed)
         call = CancelToken(parent=cancel)  # stops this call alone when it loops
+        turn.in_flight = (tier, time.perf_counter())
         # run the stream to its end (StreamEnd is its last item) so no generator is left
         # suspended for the garbage collector to close on a loop that may be gone
         async with aclosing(backend.stream(window.messages, params, call)) as stream:
@@ -280,6 +284,16 @@ class Session:
                     if turn.looping is not None:
                         call.cancel()
         turn.finished_at = time.perf_counter()
+        self._record_call(turn)
+
+    def _record_call(self, turn: TurnState) -> None:
+        """Close the model call in flight (also when the turn was abandoned halfway through it)."""
+        if turn.in_flight is None:
+            return
+        tier, call_started = turn.in_flight
+        usage = turn.end.usage if turn.end else Usage(None, None, estimated=True)
+        turn.calls.append(CallRecord(tier, self.model_name(tier) or "", usage, time.perf_counter() - call_started))
+        turn.in_flight = None
 
     def _escalation(self, signal: str, turn: TurnState) -> Escalated:
         """Where a failed small-tier step goes: the large tier if there is one."""
@@ -327,17 +341,32 @@ class Session:
 
     def _stats(self, turn: TurnState, status: TurnStatus) -> TurnStats:
         backend = self._backends.get(turn.ran_on or turn.decision.tier)
-        return turn.stats(status, self.conversation_id, backend.count_tokens if backend else None)
+        costs = self._call_costs(turn)
+        return turn.stats(status, self.conversation_id, backend.count_tokens if backend else None, total_cost(costs))
+
+    def _price(self, tier: Tier) -> Price | None:
+        model = self.model_name(tier)
+        return price_for(model, self._tiers[tier]) if model else None
+
+    def _call_costs(self, turn: TurnState) -> list[TurnCost]:
+        large = self._price("large")
+        return [
+            turn_cost(self._price(c.tier) or Price("unknown"), large, c.usage, c.model_s, c.tier == "large")
+            for c in turn.calls
+        ]
 
     def _save(self, turn: TurnState, status: TurnStatus, error: str | None, stats: TurnStats | None) -> int:
         """Store the turn (one transaction) and add it to the history the next turn sees."""
         decision, answer = turn.decision, turn.text_so_far
         usage = None
         if stats is not None:
-            tier = turn.ran_on or decision.tier
-            call = {"tier": tier, "model": self.model_name(tier) or decision.model}
-            usage = {**call, **stats.usage.to_dict(), **stats.latency.to_dict()}
-            usage.pop("load_ms")
+            usage = [
+                {"tier": c.tier, "model": c.model, **c.usage.to_dict(), **cost.to_dict(), "model_ms": c.model_s * 1000}
+                for c, cost in zip(turn.calls, self._call_costs(turn), strict=True)
+            ]
+            if usage:  # the answer that stands: its stats (token counts may have been estimated)
+                usage[-1].update(stats.usage.to_dict())
+                usage[-1].update({k: v for k, v in stats.latency.to_dict().items() if k in LATENCY_COLUMNS})
         record = TurnRecord(
             self.conversation_id, turn.text, answer, status, decision.tier, decision.model, decision.reason,
             error, turn.events, usage,

@@ -65,6 +65,13 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 3: what each model call cost (NULL = unknown price, never 0), the large-tier equivalent, model time
+    """
+    ALTER TABLE usage ADD COLUMN usd REAL;
+    ALTER TABLE usage ADD COLUMN large_equivalent_usd REAL;
+    ALTER TABLE usage ADD COLUMN price_source TEXT;
+    ALTER TABLE usage ADD COLUMN model_ms REAL;
+    """,
 ]
 
 
@@ -90,7 +97,8 @@ class TurnRecord:
     route_reason: str | None
     error: str | None
     events: Sequence[dict[str, Any]]
-    usage: dict[str, Any] | None  # tier, model, token counts and latency of the model call
+    #: each model call's tier, model, token counts, latency and cost; the last is the answer that stands
+    usage: dict[str, Any] | Sequence[dict[str, Any]] | None
 
 
 class Store:
@@ -177,11 +185,12 @@ class Store:
                 "INSERT INTO events (turn_id, seq, kind, payload) VALUES (?, ?, ?, ?)",
                 [(turn_id, seq, e["kind"], json.dumps(e)) for seq, e in enumerate(record.events)],
             )
-            if record.usage:
-                u = record.usage
-                db.execute(
-                    "INSERT INTO usage (turn_id, tier, model, prompt_tokens, completion_tokens, estimated,"
-                    " ttft_ms, total_ms, tokens_per_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            calls = [record.usage] if isinstance(record.usage, dict) else list(record.usage or [])
+            db.executemany(
+                "INSERT INTO usage (turn_id, tier, model, prompt_tokens, completion_tokens, estimated, ttft_ms,"
+                " total_ms, tokens_per_s, usd, large_equivalent_usd, price_source, model_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
                     (
                         turn_id,
                         u["tier"],
@@ -189,11 +198,17 @@ class Store:
                         u["prompt_tokens"],
                         u["completion_tokens"],
                         int(u["estimated"]),
-                        u["ttft_ms"],
-                        u["total_ms"],
-                        u["tokens_per_s"],
-                    ),
-                )
+                        u.get("ttft_ms"),
+                        u.get("total_ms", 0.0),
+                        u.get("tokens_per_s"),
+                        u.get("usd"),
+                        u.get("large_equivalent_usd"),
+                        u.get("price_source"),
+                        u.get("model_ms"),
+                    )
+                    for u in calls
+                ],
+            )
             title = record.user_text.strip().splitlines()[0][:60] if record.user_text.strip() else ""
             db.execute(
                 "UPDATE conversations SET updated_at = ?, title = CASE WHEN title = '' THEN ? ELSE title END"
@@ -211,10 +226,11 @@ class Store:
         return [ConversationRow(r["id"], r["title"], r["created_at"], r["updated_at"], r["turns"]) for r in rows]
 
     def turns(self, conversation_id: str) -> list[dict[str, Any]]:
-        """The turns of a conversation, oldest first, each with its usage (or None)."""
+        """The turns of a conversation, oldest first, each with the usage of its last model call (or None)."""
         rows = self.db.execute(
             "SELECT t.*, u.prompt_tokens, u.completion_tokens, u.estimated, u.ttft_ms, u.total_ms,"
-            " u.tokens_per_s FROM turns t LEFT JOIN usage u ON u.turn_id = t.id"
+            " u.tokens_per_s, u.usd, u.large_equivalent_usd, u.price_source FROM turns t"
+            " LEFT JOIN usage u ON u.id = (SELECT MAX(id) FROM usage WHERE turn_id = t.id)"
             " WHERE t.conversation_id = ? ORDER BY t.id",
             (conversation_id,),
         ).fetchall()

@@ -8,9 +8,20 @@ from typing import Any
 
 import numpy as np
 
+from slmchat.accounting.pricing import TurnCost
 from slmchat.backends.base import StreamEnd, Usage
 from slmchat.events import Latency, TurnStats, TurnStatus
 from slmchat.routing import RouteDecision, Tier
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One model call of a turn (a turn has two when a step was escalated)."""
+
+    tier: Tier
+    model: str
+    usage: Usage
+    model_s: float  # wall time inside the backend's stream
 
 
 @dataclass
@@ -33,6 +44,8 @@ class TurnState:
 
     answer: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+    in_flight: tuple[Tier, float] | None = None  # the model call under way: its tier and start time
 
     def restart(self, tier: Tier) -> None:
         """Drop the failed attempt's answer; the next call's answer stands."""
@@ -44,7 +57,11 @@ class TurnState:
         return "".join(self.answer)
 
     def stats(
-        self, status: TurnStatus, conversation_id: str, count_tokens: Callable[[str], tuple[int, bool]] | None
+        self,
+        status: TurnStatus,
+        conversation_id: str,
+        count_tokens: Callable[[str], tuple[int, bool]] | None,
+        cost: TurnCost | None = None,
     ) -> TurnStats:
         """The turn's figures. Waiting for the model to load is reported apart from ttft.
 
@@ -59,11 +76,15 @@ class TurnState:
         first = self.first_token_at
         decode_s = self.finished_at - first if first is not None else 0.0
         tps = usage.completion_tokens / decode_s if usage.completion_tokens and decode_s > 0 else None
+        total_s = self.finished_at - self.started
+        model_s = sum(call.model_s for call in self.calls)
         latency = Latency(
             ttft_ms=(first - self.started - self.load_s) * 1000 if first is not None else None,
-            total_ms=(self.finished_at - self.started) * 1000,
+            total_ms=total_s * 1000,
             tokens_per_s=tps,
             load_ms=self.load_s * 1000,
+            model_ms=model_s * 1000,
+            engine_ms=max(0.0, total_s - model_s - self.load_s) * 1000,
         )
         return TurnStats(
             conversation_id=conversation_id,
@@ -77,4 +98,5 @@ class TurnState:
             history_dropped=self.dropped,
             escalation=self.escalation,
             answered_by=self.ran_on or self.decision.tier,
+            cost=cost,
         )

@@ -32,7 +32,7 @@ def test_caps_per_day_and_session(tmp_path) -> None:  # type: ignore[no-untyped-
     session = RoutingConfig(budget_usd_per_session=0.5)
     assert budget_block(session, PRICED, store, session_started=2e9) is None  # that spend came before it
     unpriced = TierConfig(model="openai:big")
-    assert "cannot be checked: the large tier has no price" in (budget_block(daily, unpriced, store, 0) or "")
+    assert "cannot be checked: the large tier has no known price" in (budget_block(daily, unpriced, store, 0) or "")
     assert budget_block(RoutingConfig(), unpriced, store, 0) is None  # no cap, nothing to check
 
 

@@ -71,8 +71,13 @@ def test_a_looping_small_model_is_stopped_and_the_large_tier_answers(llama_serve
     assert stats.answer == "".join(e.text for e in events[after:] if isinstance(e, Token))
     row = session.store.turns(session.conversation_id)[-1]
     assert row["answer"] == stats.answer and row["tier"] == "small"  # routed small, answered large
-    usage = session.store.db.execute("SELECT tier, model FROM usage WHERE turn_id = ?", (row["id"],)).fetchone()
-    assert tuple(usage) == ("large", "openai:smollm2-server")
+    calls = session.store.db.execute(
+        "SELECT tier, model, completion_tokens FROM usage WHERE turn_id = ? ORDER BY id", (row["id"],)
+    ).fetchall()  # both model calls are stored: the abandoned attempt and the answer that stands
+    assert [tuple(c) for c in calls] == [
+        ("small", "scripted:script", small.sent),
+        ("large", "openai:smollm2-server", stats.usage.completion_tokens),
+    ]
     assert [e["kind"] for e in session.store.events(row["id"])] == ["route_decided", "escalated", "turn_done"]
     assert session.history[-1].content == stats.answer
 

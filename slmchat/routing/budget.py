@@ -1,7 +1,7 @@
 """Spend caps for the large tier: per calendar day and per session.
 
-Spend is the large tier's stored token usage times the configured price. With a cap set but
-no price, spend is unknown: the cap cannot be checked, and the decision says so rather than
+Spend is the large tier's stored token usage times its price (from config, else genai-prices).
+With a cap set but no price, spend is unknown: the cap cannot be checked, and the decision says so rather than
 pretending the spend is zero.
 """
 
@@ -10,14 +10,19 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+from slmchat.backends.base import Usage
 from slmchat.config import RoutingConfig, TierConfig
 from slmchat.store import Store
 
 
 def cost_usd(cfg: TierConfig, prompt_tokens: int, completion_tokens: int) -> float | None:
-    if cfg.usd_per_mtok_in is None or cfg.usd_per_mtok_out is None:
-        return None
-    return (prompt_tokens * cfg.usd_per_mtok_in + completion_tokens * cfg.usd_per_mtok_out) / 1e6
+    """The large tier's cost for these tokens at its price (config, else genai-prices); None if unknown."""
+    from slmchat.accounting.pricing import price_for
+
+    price = price_for(cfg.model, cfg)
+    if price.usd_per_hour is not None:
+        return None  # a per-hour price cannot be applied to stored token counts
+    return price.cost(Usage(prompt_tokens, completion_tokens))
 
 
 def budget_block(routing: RoutingConfig, large: TierConfig | None, store: Store, session_started: float) -> str | None:
@@ -30,7 +35,7 @@ def budget_block(routing: RoutingConfig, large: TierConfig | None, store: Store,
     for name, cap, since in caps:
         spent = cost_usd(large, *store.tokens_since(since))
         if spent is None:
-            return f"the {name} budget cannot be checked: the large tier has no price (usd_per_mtok_in/out)"
+            return f"the {name} budget cannot be checked: the large tier has no known price (set usd_per_mtok_in/out)"
         if spent >= cap:
             return f"{name} budget of ${cap:.2f} is spent (${spent:.4f})"
     return None
