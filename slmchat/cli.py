@@ -231,9 +231,11 @@ def feedback(verdict: str, turn_id: int | None) -> None:
 
 def _add_groups() -> None:
     from slmchat.eval.cli import eval_group
+    from slmchat.keys_cli import keys_group
     from slmchat.routing.cli import route_group
 
     main.add_command(eval_group)
+    main.add_command(keys_group)
     main.add_command(route_group)
 
 

@@ -20,8 +20,14 @@ from slmchat import paths
 from slmchat.errors import ConfigError
 
 ENV_PREFIX = "SLMCHAT_"
-#: variables that choose files rather than set config keys
-PATH_VARIABLES = {"SLMCHAT_CONFIG", "SLMCHAT_CONFIG_DIR", "SLMCHAT_DATA_DIR"}
+#: variables that choose files or the key store rather than set config keys
+PATH_VARIABLES = {
+    "SLMCHAT_CONFIG",
+    "SLMCHAT_CONFIG_DIR",
+    "SLMCHAT_DATA_DIR",
+    "SLMCHAT_KEYRING",  # which key store (slmchat.keys), not a config key
+    "SLMCHAT_KEYRING_PASSPHRASE",
+}
 
 
 class TierConfig(BaseModel):

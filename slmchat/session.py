@@ -8,7 +8,6 @@ stream from the chosen backend, measure, store, and finish with ``TurnDone`` (or
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
@@ -174,8 +173,7 @@ class Session:
         if ref is None or cfg is None:
             raise SlmchatError(f"no {tier} tier is configured", "add a [large] section to the config")
         options: dict[str, Any] = {"base_url": cfg.base_url, "timeout_s": cfg.timeout_s, **cfg.options}
-        if cfg.api_key_env:
-            options["api_key"] = os.environ.get(cfg.api_key_env)
+        if cfg.api_key_env:  # the backend resolves the key itself (environment, then keychain)
             options["api_key_env"] = cfg.api_key_env
         backend = create_backend(ref, options)
         self._progress(f"{tier}: loading {ref}")

@@ -6,7 +6,6 @@ OpenAI, Groq, Together, OpenRouter, vLLM, LM Studio, llama.cpp's server, Ollama'
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +21,7 @@ from slmchat.backends.base import (
     Usage,
     estimate_tokens,
 )
-from slmchat.errors import BackendTimeout, BackendUnavailable, ModelNotFound, SlmchatError
+from slmchat.errors import BackendTimeout, BackendUnavailable, ModelNotFound
 
 #: servers such as llama.cpp's accept any key; the client insists on having one
 PLACEHOLDER_KEY = "no-key-needed"
@@ -47,14 +46,17 @@ class OpenAICompatBackend(ChatBackend):
         if self._client is None:
             from openai import AsyncOpenAI
 
-            key = self.options.get("api_key")
+            from slmchat import keys
+
             env = self.options.get("api_key_env")
-            if not key and (env or not self.options.get("base_url")):
-                # a named key variable must be set; the hosted default needs a key too
-                env = env or "OPENAI_API_KEY"
-                key = os.environ.get(env)
-                if not key:
-                    raise SlmchatError(f"no API key for {self.model}: {env} is not set", f"export {env}=...")
+            base_url = self.options.get("base_url")
+            provider = self.options.get("key_provider") or keys.provider_for(base_url)
+            found = keys.resolve_for_server(
+                base_url, explicit=self.options.get("api_key"), env_var=env, provider=provider
+            )
+            if found is None and (env or not base_url):  # a named key must exist; the hosted default needs one
+                raise keys.missing_key_error(self.model, provider, env)
+            key = found.value if found else None
             self._client = AsyncOpenAI(
                 base_url=self.options.get("base_url"),
                 api_key=key or PLACEHOLDER_KEY,
@@ -116,7 +118,7 @@ class OpenAICompatBackend(ChatBackend):
         except openai.AuthenticationError as exc:
             raise BackendUnavailable(
                 f"{self.where} refused the API key",
-                f"set a valid key in {self.options.get('api_key_env') or 'OPENAI_API_KEY'}",
+                f"set a valid key in {self.options.get('api_key_env') or 'OPENAI_API_KEY'} or with `slmchat keys set`",
             ) from exc
         except openai.NotFoundError as exc:
             raise ModelNotFound(
