@@ -229,6 +229,32 @@ def feedback(verdict: str, turn_id: int | None) -> None:
     click.echo(f"noted: turn {turn_id} was {verdict}")
 
 
+@main.command()
+@click.option("--since", help="First day to count, YYYY-MM-DD (default: everything).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print every model call as CSV.")
+def stats(since: str | None, as_json: bool, as_csv: bool) -> None:
+    """Turns per tier, escalations, overrides, spend, savings, latency and TTFT percentiles."""
+    from datetime import datetime
+
+    from slmchat.accounting.stats import render, summarize, to_csv
+    from slmchat.transcript import open_history
+
+    start = 0.0
+    if since:
+        try:
+            start = datetime.strptime(since, "%Y-%m-%d").timestamp()
+        except ValueError as exc:
+            raise SlmchatError(f"--since {since!r} is not a date", "write it as YYYY-MM-DD") from exc
+    calls = open_history().call_rows(start)
+    if as_csv:
+        click.echo(to_csv(calls), nl=False)
+    elif as_json:
+        click.echo(json.dumps(summarize(calls), indent=2))
+    else:
+        click.echo(render(summarize(calls)))
+
+
 def _add_groups() -> None:
     from slmchat.eval.cli import eval_group
     from slmchat.keys_cli import keys_group

@@ -245,6 +245,20 @@ class Store:
         ).fetchone()
         return int(row[0]), int(row[1])
 
+    def call_rows(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Every model call since ``since``, oldest first, with its turn's time, routed tier and override."""
+        rows = self.db.execute(
+            "SELECT t.id AS turn_id, t.created_at, t.conversation_id, t.tier AS routed_tier, t.status,"
+            " u.id AS call_id, u.tier, u.model, u.prompt_tokens, u.completion_tokens, u.estimated, u.usd,"
+            " u.large_equivalent_usd, u.price_source, u.ttft_ms, u.total_ms, u.tokens_per_s,"
+            " (SELECT json_extract(payload, '$.decision.override') FROM events e"
+            "  WHERE e.turn_id = t.id AND e.kind = 'route_decided') AS override,"
+            " EXISTS(SELECT 1 FROM events x WHERE x.turn_id = t.id AND x.kind = 'escalated') AS escalated"
+            " FROM turns t JOIN usage u ON u.turn_id = t.id WHERE t.created_at >= ? ORDER BY t.id, u.id",
+            (since,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
     def latest_turn_id(self) -> int | None:
         return self.db.execute("SELECT MAX(id) FROM turns").fetchone()[0]
 

@@ -85,6 +85,14 @@ def stats_line(stats: Any) -> str:
     if latency.tokens_per_s is not None:
         parts.append(f"{latency.tokens_per_s:.0f} tok/s")
     parts.append(f"{latency.total_ms / 1000:.1f} s")
+    cost = getattr(stats, "cost", None)
+    if cost is not None:
+        if cost.price_source == "local" and cost.usd == 0:
+            parts.append("local")
+        else:
+            parts.append("$?" if cost.usd is None else f"${cost.usd:.4f}")
+        if cost.saved_usd:
+            parts.append(f"saved ${cost.saved_usd:.4f}")
     if stats.status != "ok":
         parts.append(stats.status)
     return " · ".join(parts)
