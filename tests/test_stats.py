@@ -40,6 +40,7 @@ def test_stats_json_counts_tiers_overrides_spend_and_savings(small_backend, llam
         lat = s["latency_per_tier"][tier]
         assert 0 < lat["p50_ttft_ms"] <= lat["p95_ttft_ms"] and lat["p50_total_ms"] <= lat["p95_total_ms"]
     assert sum(d["turns"] for d in s["per_day"].values()) == 3
+    assert s["per_conversation"][session.conversation_id]["spend"]["usd"] == pytest.approx(large_usd)
     text = CliRunner().invoke(main, ["stats"]).output
     assert text.startswith("3 turns (large 1, small 2); escalations 0 (0.0%); overrides 2")
 

@@ -37,10 +37,12 @@ def summarize(calls: list[dict[str, Any]]) -> dict[str, Any]:
         turns.setdefault(call["turn_id"], {"calls": []})["calls"].append(call)
     per_tier: dict[str, list[dict[str, Any]]] = defaultdict(list)
     per_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    per_conversation: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for turn in turns.values():
         last = turn["calls"][-1]
         per_tier[last["tier"]].append(last)
         per_day[_day(last["created_at"])].append(turn)
+        per_conversation[last["conversation_id"]].append(turn)
 
     def money(turn_list: list[dict[str, Any]]) -> dict[str, Any]:
         every = [c for t in turn_list for c in t["calls"]]
@@ -70,6 +72,7 @@ def summarize(calls: list[dict[str, Any]]) -> dict[str, Any]:
             for tier, rows in sorted(per_tier.items())
         },
         "per_day": {day: {"turns": len(rows), **money(rows)} for day, rows in sorted(per_day.items())},
+        "per_conversation": {cid: {"turns": len(rows), **money(rows)} for cid, rows in per_conversation.items()},
     }
 
 
