@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from slmchat import paths
 from slmchat.errors import ConfigError
@@ -53,6 +53,15 @@ class TierConfig(BaseModel):
     usd_per_hour: float | None = Field(
         None, ge=0, description="for a local model: what an hour of the machine costs (instead of per-token prices)"
     )
+
+    @field_validator("options")
+    @classmethod
+    def _no_keys(cls, options: dict[str, Any]) -> dict[str, Any]:
+        if any("key" in name.lower() and name != "key_provider" for name in options):
+            raise ValueError(
+                "API keys do not belong in the config: use `slmchat keys set PROVIDER` or an environment variable"
+            )
+        return options
 
 
 class RoutingConfig(BaseModel):
@@ -196,7 +205,7 @@ temperature = 0.2
 # large tier iff score >= threshold; unset = the shipped calibration (see `slmchat route calibrate`)
 # threshold = 0.28
 long_context_tokens = 3000
-# spend caps for the large tier (needs its usd_per_mtok_in/out); past one, turns run small
+# spend caps for the large tier (priced from usd_per_mtok_in/out, else genai-prices); past one, turns run small
 # budget_usd_per_day = 1.0
 # budget_usd_per_session = 0.25
 

@@ -128,13 +128,17 @@ async def check_tier(tier: str, cfg: TierConfig | None, config: Config) -> Check
 
 async def _check_openai(name: str, label: str, cfg: TierConfig) -> Check:
     base = (cfg.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
-    key_env = cfg.api_key_env or ("OPENAI_API_KEY" if not cfg.base_url else None)
+    from slmchat import keys
+
+    provider = cfg.options.get("key_provider") or keys.provider_for(cfg.base_url)
+    found = keys.resolve_for_server(cfg.base_url, env_var=cfg.api_key_env, provider=provider)
     headers = {}
-    if key_env:
-        key = os.environ.get(key_env)
-        if not key:
-            return Check(name, "fail", f"{label}: {key_env} is not set", f"export {key_env}=...")
-        headers["Authorization"] = f"Bearer {key}"
+    if found is None and (cfg.api_key_env or not cfg.base_url):
+        error = keys.missing_key_error(label, provider, cfg.api_key_env)
+        return Check(name, "fail", error.message, error.hint)
+    if found is not None:
+        headers["Authorization"] = f"Bearer {found.value}"
+    key_env = cfg.api_key_env or (keys.default_env_var(provider) if provider else "the provider's variable")
     try:
         async with httpx.AsyncClient(timeout=min(cfg.timeout_s, 5.0)) as client:
             response = await client.get(base + "/models", headers=headers)

@@ -27,7 +27,7 @@ class Latency:
     tokens_per_s: float | None
     load_ms: float = 0.0
     model_ms: float = 0.0  # inside the models' streams (all calls of the turn)
-    engine_ms: float = 0.0  # everything else: routing, memory, prompt building, storing
+    engine_ms: float = 0.0  # the rest of the turn until its last token: routing, prompt building
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

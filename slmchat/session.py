@@ -348,10 +348,12 @@ class Session:
 
     def _call_costs(self, turn: TurnState) -> list[TurnCost]:
         large = self._price("large")
-        return [
+        costs = [
             turn_cost(self._price(c.tier) or Price("unknown"), large, c.usage, c.model_s, c.tier == "large")
             for c in turn.calls
         ]
+        # had the turn gone to the large tier, it would have run once: the abandoned attempts add nothing
+        return [replace(c, large_equivalent_usd=0.0, saved_usd=None) for c in costs[:-1]] + costs[-1:]
 
     def _save(self, turn: TurnState, status: TurnStatus, error: str | None, stats: TurnStats | None) -> int:
         """Store the turn (one transaction) and add it to the history the next turn sees."""

@@ -90,9 +90,9 @@ def stats_line(stats: Any) -> str:
         if cost.price_source == "local" and cost.usd == 0:
             parts.append("local")
         else:
-            parts.append("$?" if cost.usd is None else f"${cost.usd:.4f}")
+            parts.append("$?" if cost.usd is None else _usd(cost.usd))
         if cost.saved_usd:
-            parts.append(f"saved ${cost.saved_usd:.4f}")
+            parts.append(f"saved {_usd(cost.saved_usd)}")
     if stats.status != "ok":
         parts.append(stats.status)
     return " · ".join(parts)
@@ -100,3 +100,8 @@ def stats_line(stats: Any) -> str:
 
 def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def _usd(value: float) -> str:
+    """Dollars with enough digits that a small amount does not read as zero."""
+    return f"${value:.4f}" if abs(value) >= 0.0001 or value == 0 else f"${value:.2g}"

@@ -52,6 +52,9 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("SLMCHAT_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("SLMCHAT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # never touch the developer's real keychain; tests that need a key store inject one
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.delenv("SLMCHAT_KEYRING", raising=False)
     yield tmp_path
 
 

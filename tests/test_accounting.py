@@ -21,6 +21,8 @@ def test_where_prices_come_from() -> None:
     assert library.cost(USAGE) == pytest.approx((1_000 * 0.15 + 500 * 0.6) / 1e6)
     unknown = price_for("openai:smollm2-server", TierConfig(model="x", base_url="http://127.0.0.1:9/v1"))
     assert unknown.source == "unknown" and unknown.cost(USAGE) is None  # never 0
+    tiered = price_for("anthropic:claude-sonnet-4-5", TierConfig(model="anthropic:claude-sonnet-4-5"))
+    assert (tiered.usd_per_mtok_in, tiered.usd_per_mtok_out) == (pytest.approx(3.0), pytest.approx(15.0))
     hourly = price_for("llamacpp:smollm2", TierConfig(model="x", usd_per_hour=3.6))
     assert hourly.cost(USAGE, model_seconds=10) == pytest.approx(0.01)
 
@@ -70,3 +72,21 @@ def test_an_unpriced_large_tier_shows_unknown_not_zero(small_backend, llama_serv
     assert stats.to_dict()["cost"]["usd"] is None
     small = session.ask("Hi", route="small")
     assert small.cost.usd == 0 and small.cost.large_equivalent_usd is None and small.cost.saved_usd is None
+
+
+def test_api_keys_are_refused_in_the_config() -> None:
+    from slmchat.config import Config
+
+    with pytest.raises(ValueError, match="slmchat keys set"):
+        Config.model_validate({"large": {"model": "openai:x", "options": {"api_key": "sk-abc"}}})
+
+
+def test_an_escalated_turn_saves_nothing_against_the_large_tier(llama_server: str) -> None:
+    from tests.test_escalation import ScriptedBackend
+
+    large = TierConfig(model="openai:smollm2-server", base_url=llama_server, max_tokens=8, temperature=0,
+                       usd_per_mtok_in=2.5, usd_per_mtok_out=10.0)  # fmt: skip
+    free = TierConfig(model="scripted:script", usd_per_mtok_in=0.0, usd_per_mtok_out=0.0)
+    session = Session(Config(small=free, large=large), backends={"small": ScriptedBackend([" "])})
+    stats = session.ask("Say something.")
+    assert stats.answered_by == "large" and stats.cost.saved_usd == 0  # the small attempt was free, not a saving

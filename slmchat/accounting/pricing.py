@@ -57,18 +57,21 @@ def _library_price(name: str, base_url: str | None) -> Price:
     from genai_prices import Usage as PriceUsage
     from genai_prices import calc_price
 
-    million = 1_000_000
+    # priced at a typical turn's size: models with tiered prices charge more past long prompts
+    tokens = 1_000
+    usage = PriceUsage(input_tokens=tokens, output_tokens=tokens)
     try:
-        result = calc_price(PriceUsage(input_tokens=million, output_tokens=million), name, provider_api_url=base_url)
+        result = calc_price(usage, name, provider_api_url=base_url)
     except LookupError:
         try:  # a custom base_url (a proxy, a gateway) may still serve a known model name
-            result = calc_price(PriceUsage(input_tokens=million, output_tokens=million), name)
+            result = calc_price(usage, name)
         except LookupError:
             return Price("unknown")
+    per_million = 1_000_000 / tokens
     return Price(
         f"genai-prices: {result.provider.id} {result.model.id}",
-        float(result.input_price),
-        float(result.output_price),
+        float(result.input_price) * per_million,
+        float(result.output_price) * per_million,
     )
 
 
