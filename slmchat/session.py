@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from slmchat import paths
-from slmchat.accounting.pricing import Price, TurnCost, price_for, total_cost, turn_cost
+from slmchat.accounting.pricing import TurnCost, call_costs, price_for, total_cost
 from slmchat.backends import ChatBackend, ModelRef, create_backend, parse_model_name
 from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage, estimate_tokens
 from slmchat.config import Config, TierConfig, load_config
@@ -36,12 +36,10 @@ from slmchat.routing import Route, RouteContext, RouteDecision, Router, Tier
 from slmchat.routing.budget import budget_block
 from slmchat.routing.signals import failure_signal, repetition_loop
 from slmchat.store import Store, TurnRecord, new_conversation_id
-from slmchat.turn_state import CallRecord, TurnState
-from slmchat.window import fit_window
+from slmchat.turn_state import TurnState
+from slmchat.window import fit_window, history_budget
 
 LATENCY_COLUMNS = ("ttft_ms", "total_ms", "tokens_per_s")
-#: history budget for backends that do not report their context window
-DEFAULT_HISTORY_TOKENS = 4096
 
 
 class Session:
@@ -258,7 +256,7 @@ class Session:
         turn.load_s += time.perf_counter() - waiting  # loading the model, not routing
         cfg = self._tiers[tier]
         assert cfg is not None
-        budget = self._history_budget(backend, cfg)
+        budget = history_budget(cfg.context_tokens, backend.context_tokens, cfg.max_tokens)
         window = fit_window(
             self.config.system_prompt, self.history, turn.text, budget, lambda s: backend.count_tokens(s)[0]
         )
@@ -286,12 +284,8 @@ class Session:
 
     def _record_call(self, turn: TurnState) -> None:
         """Close the model call in flight (also when the turn was abandoned halfway through it)."""
-        if turn.in_flight is None:
-            return
-        tier, call_started = turn.in_flight
-        usage = turn.end.usage if turn.end else Usage(None, None, estimated=True)
-        turn.calls.append(CallRecord(tier, self.model_name(tier) or "", usage, time.perf_counter() - call_started))
-        turn.in_flight = None
+        if turn.in_flight is not None:
+            turn.close_call(self.model_name(turn.in_flight[0]) or "")
 
     def _escalation(self, signal: str, turn: TurnState) -> Escalated:
         """Where a failed small-tier step goes: the large tier if there is one."""
@@ -331,29 +325,16 @@ class Session:
     def _budget_block(self) -> str | None:
         return budget_block(self.config.routing, self._tiers["large"], self.store, self._started)
 
-    def _history_budget(self, backend: ChatBackend, cfg: TierConfig) -> int:
-        if cfg.context_tokens:
-            return cfg.context_tokens
-        window = backend.context_tokens
-        return max(256, window - cfg.max_tokens) if window else DEFAULT_HISTORY_TOKENS
-
     def _stats(self, turn: TurnState, status: TurnStatus) -> TurnStats:
         backend = self._backends.get(turn.ran_on or turn.decision.tier)
         costs = self._call_costs(turn)
         return turn.stats(status, self.conversation_id, backend.count_tokens if backend else None, total_cost(costs))
 
-    def _price(self, tier: Tier) -> Price | None:
-        model = self.model_name(tier)
-        return price_for(model, self._tiers[tier]) if model else None
-
     def _call_costs(self, turn: TurnState) -> list[TurnCost]:
-        large = self._price("large")
-        costs = [
-            turn_cost(self._price(c.tier) or Price("unknown"), large, c.usage, c.model_s, c.tier == "large")
-            for c in turn.calls
-        ]
-        # had the turn gone to the large tier, it would have run once: the abandoned attempts add nothing
-        return [replace(c, large_equivalent_usd=0.0, saved_usd=None) for c in costs[:-1]] + costs[-1:]
+        prices = {
+            tier: price_for(model, self._tiers[tier]) for tier in ("small", "large") if (model := self.model_name(tier))
+        }
+        return call_costs(turn.calls, prices)  # type: ignore[arg-type]
 
     def _save(self, turn: TurnState, status: TurnStatus, error: str | None, stats: TurnStats | None) -> int:
         """Store the turn (one transaction) and add it to the history the next turn sees."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,14 @@ class TurnState:
     events: list[dict[str, Any]] = field(default_factory=list)
     calls: list[CallRecord] = field(default_factory=list)
     in_flight: tuple[Tier, float] | None = None  # the model call under way: its tier and start time
+
+    def close_call(self, model: str) -> None:
+        """Record the model call in flight with what its stream reported."""
+        assert self.in_flight is not None
+        tier, call_started = self.in_flight
+        usage = self.end.usage if self.end else Usage(None, None, estimated=True)
+        self.calls.append(CallRecord(tier, model, usage, time.perf_counter() - call_started))
+        self.in_flight = None
 
     def restart(self, tier: Tier) -> None:
         """Drop the failed attempt's answer; the next call's answer stands."""

@@ -15,6 +15,17 @@ from slmchat.backends.base import Message
 PER_MESSAGE_OVERHEAD = 4
 
 
+#: history budget for backends that do not report their context window
+DEFAULT_HISTORY_TOKENS = 4096
+
+
+def history_budget(configured: int | None, context_window: int | None, max_tokens: int) -> int:
+    """Tokens the window may use: the tier's setting, else what the model's context leaves for the answer."""
+    if configured:
+        return configured
+    return max(256, context_window - max_tokens) if context_window else DEFAULT_HISTORY_TOKENS
+
+
 @dataclass(frozen=True)
 class Window:
     messages: list[Message]

@@ -8,7 +8,8 @@ providers' prices). A model it does not know has no price: ``None``, shown as "?
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from slmchat.backends.base import Usage
@@ -111,3 +112,16 @@ def total_cost(calls: list[TurnCost]) -> TurnCost | None:
     saved = equivalent - usd if usd is not None and equivalent is not None else None
     sources = list(dict.fromkeys(c.price_source for c in calls))
     return TurnCost(usd, equivalent, saved, " + ".join(sources))
+
+
+def call_costs(calls: Sequence[Any], prices: dict[str, Price]) -> list[TurnCost]:
+    """The cost of each model call of a turn (``calls`` have tier, usage and model_s).
+
+    Had the turn gone straight to the large tier it would have run once, so only the last
+    call (the answer that stands) has a large-tier equivalent; abandoned attempts add none.
+    """
+    large = prices.get("large")
+    costs = [
+        turn_cost(prices.get(c.tier) or Price("unknown"), large, c.usage, c.model_s, c.tier == "large") for c in calls
+    ]
+    return [replace(c, large_equivalent_usd=0.0, saved_usd=None) for c in costs[:-1]] + costs[-1:]
