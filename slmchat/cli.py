@@ -108,8 +108,7 @@ async def _ask(session: Any, prompt: str, route: str | None, as_json: bool) -> i
                 elif isinstance(event, Escalated) and not as_json:
                     if streamed:
                         sys.stdout.write("\n")
-                    target = f"redone on the large tier ({event.model})" if event.to_tier == "large" else "kept"
-                    click.echo(f"[{event.reason}: answer {target}]", err=True)
+                    click.echo(event.note, err=True)
                 elif isinstance(event, TurnDone):
                     if as_json:
                         click.echo(json.dumps(_ask_json(event), ensure_ascii=False))

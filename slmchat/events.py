@@ -108,6 +108,12 @@ class Escalated(Event):
     model: str
     usage: Usage
 
+    @property
+    def note(self) -> str:
+        """The line faces show: why, and what happens to the answer."""
+        target = f"redone on the large tier ({self.model})" if self.to_tier == "large" else "kept"
+        return f"[{self.reason}: answer {target}]"
+
 
 @dataclass(frozen=True)
 class TurnDone(Event):

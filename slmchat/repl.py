@@ -143,8 +143,7 @@ class Repl:
                     elif isinstance(event, Token):
                         self.write(event.text)
                     elif isinstance(event, Escalated):
-                        target = f"redone on the large tier ({event.model})" if event.to_tier == "large" else "kept"
-                        self.write(f"\n[{event.reason}: answer {target}]\n")
+                        self.write(f"\n{event.note}\n")
                     elif isinstance(event, TurnDone):
                         self.last_stats = stats_line(event.stats)
                         self.write("\n" + ("[interrupted]\n" if event.stats.status == "interrupted" else ""))
