@@ -255,6 +255,7 @@ def stats(since: str | None, as_json: bool, as_csv: bool) -> None:
 
 
 def _add_groups() -> None:
+    from slmchat.eval import tools_cli  # noqa: F401  (registers `eval tools`)
     from slmchat.eval.cli import eval_group
     from slmchat.keys_cli import keys_group
     from slmchat.routing.cli import route_group

@@ -77,6 +77,24 @@ class RoutingConfig(BaseModel):
     budget_usd_per_session: float | None = Field(None, ge=0, description="large-tier spend cap per session")
 
 
+class ToolsConfig(BaseModel):
+    """Which tools the model may call, and how hard the agent loop tries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description='tool names from installed plugins, or "module:function"; "*" is every installed tool',
+    )
+    prompt: str = Field("compact", pattern="^(compact|json)$", description="how tools are described to the model")
+    constrain: bool = Field(True, description="constrain replies to a valid call or an answer, where supported")
+    max_steps: int = Field(4, ge=1, le=20, description="tool calls per turn before the model must answer")
+    recovery_budget: int = Field(2, ge=0, le=10, description="recoveries per turn before a step goes to the large tier")
+    approve: str = Field(
+        "ask", pattern="^(ask|always|never)$", description="tools that require approval: ask, always run, never run"
+    )
+
+
 class Config(BaseModel):
     """The whole configuration file."""
 
@@ -88,6 +106,7 @@ class Config(BaseModel):
     system_prompt: str = "You are a helpful assistant. Answer clearly and concisely."
     route: str = Field("auto", pattern="^(auto|small|large)$", description="default route for every turn")
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
 
 
 def _env_overrides() -> dict[tuple[str, ...], tuple[str, Any]]:
@@ -208,6 +227,17 @@ long_context_tokens = 3000
 # spend caps for the large tier (priced from usd_per_mtok_in/out, else genai-prices); past one, turns run small
 # budget_usd_per_day = 1.0
 # budget_usd_per_session = 0.25
+
+[tools]
+# tools from installed plugins (pip install slmchat-calculator ...) or "module:function"; "*" = all installed
+enabled = ["*"]
+# compact signatures (fewest tokens) or json (the OpenAI schema); constrain = grammar-constrained replies
+prompt = "compact"
+constrain = true
+max_steps = 4
+recovery_budget = 2
+# tools that touch the outside world: ask | always | never
+approve = "ask"
 
 [aliases]
 # fast = "ollama:llama3.2:3b"

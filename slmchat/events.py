@@ -28,6 +28,7 @@ class Latency:
     load_ms: float = 0.0
     model_ms: float = 0.0  # inside the models' streams (all calls of the turn)
     engine_ms: float = 0.0  # the rest of the turn until its last token: routing, prompt building
+    tool_ms: float = 0.0  # running tools (all calls and retries of the turn)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,6 +50,7 @@ class TurnStats:
     escalation: str | None = None  # why the small tier's answer was redone (or would have been)
     answered_by: str = ""  # the tier whose answer stands: the routed one, or large after an escalation
     cost: TurnCost | None = None  # what the turn's model calls cost, and the large-tier equivalent
+    tools: dict[str, Any] | None = None  # tool calls, recoveries and why the agent loop ended
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,7 @@ class TurnStats:
             "escalation": self.escalation,
             "answered_by": self.answered_by,
             "cost": self.cost.to_dict() if self.cost else None,
+            "tools": self.tools,
         }
 
 
@@ -107,12 +110,52 @@ class Escalated(Event):
     to_tier: str
     model: str
     usage: Usage
+    scope: str = "answer"  # "step": one step of a tool-using turn, after which the small tier resumes
 
     @property
     def note(self) -> str:
-        """The line faces show: why, and what happens to the answer."""
+        """The line faces show: why, and what happens to the answer (or the step)."""
+        if self.scope == "step":
+            target = f"redone on the large tier ({self.model})" if self.to_tier == "large" else "not redone"
+            return f"[{self.reason}: this step {target}]"
         target = f"redone on the large tier ({self.model})" if self.to_tier == "large" else "kept"
         return f"[{self.reason}: answer {target}]"
+
+
+@dataclass(frozen=True)
+class ToolCall(Event):
+    """The model called a tool; ``approved`` is the user's answer for tools that need approval."""
+
+    kind: ClassVar[str] = "tool_call"
+    name: str
+    arguments: dict[str, Any]
+    step: int
+    tier: str
+    requires_approval: bool = False
+    approved: bool | None = None
+
+
+@dataclass(frozen=True)
+class ToolResult(Event):
+    """What a tool returned (``ok``) or why it failed; ``ms`` is its run time over all attempts."""
+
+    kind: ClassVar[str] = "tool_result"
+    name: str
+    ok: bool
+    result: str
+    ms: float
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Recovery(Event):
+    """A recovery template was applied: ``template`` names it, ``message`` is what the model was told."""
+
+    kind: ClassVar[str] = "recovery"
+    template: str
+    message: str
+    step: int
+    action: str
 
 
 @dataclass(frozen=True)

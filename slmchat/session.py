@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
@@ -18,8 +18,8 @@ import numpy as np
 
 from slmchat import paths
 from slmchat.accounting.pricing import TurnCost, call_costs, price_for, total_cost
-from slmchat.backends import ChatBackend, ModelRef, create_backend, parse_model_name
-from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage, estimate_tokens
+from slmchat.backends import ChatBackend
+from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage
 from slmchat.config import Config, TierConfig, load_config
 from slmchat.errors import SlmchatError
 from slmchat.events import (
@@ -32,10 +32,15 @@ from slmchat.events import (
     TurnStats,
     TurnStatus,
 )
-from slmchat.routing import Route, RouteContext, RouteDecision, Router, Tier
+from slmchat.routing import Route, RouteDecision, Router, Tier
 from slmchat.routing.budget import budget_block
 from slmchat.routing.signals import failure_signal, repetition_loop
 from slmchat.store import Store, TurnRecord, new_conversation_id
+from slmchat.tiers import Tiers
+from slmchat.tools.agent import AgentSettings, ApproveFn, CircuitBreaker, ToolLoop, approver
+from slmchat.tools.calls import ReplySchema
+from slmchat.tools.prompt import openai_tools
+from slmchat.tools.registry import Toolbox, load_tools
 from slmchat.turn_state import TurnState
 from slmchat.window import fit_window, history_budget
 
@@ -60,8 +65,14 @@ class Session:
         on_progress: Callable[[str], None] | None = None,
         backends: dict[Tier, ChatBackend] | None = None,
         router: Router | None = None,
+        tools: Toolbox | None = None,
+        approve: ApproveFn | None = None,
     ) -> None:
-        """``backends`` supplies ready backend objects (a custom one, or one shared between sessions)."""
+        """``backends`` supplies ready backend objects (a custom one, or one shared between sessions).
+
+        ``tools`` replaces the tools from the config; ``approve`` is asked before a tool that
+        requires approval runs (without it, such tools do not run unless the config says always).
+        """
         self.config = config or load_config()
         self.store = store or Store(paths.database_file())
         self.debug = debug
@@ -69,24 +80,16 @@ class Session:
         self.router = router or Router(threshold=self.config.routing.threshold)
         self.status = "idle"
         self._on_progress = on_progress
-        self._tiers: dict[Tier, TierConfig | None] = {"small": self.config.small, "large": self.config.large}
-        self._backends: dict[Tier, ChatBackend] = dict(backends or {})
-        self._shared = set(self._backends.values())
-        self._refs: dict[Tier, ModelRef | None] = {}
-        for tier, cfg in self._tiers.items():
-            given = self._backends.get(tier)
-            if given is not None:  # a supplied backend names itself
-                self._refs[tier] = ModelRef(given.name, given.model)
-                self._tiers[tier] = cfg or TierConfig(model=str(self._refs[tier]))
-            else:
-                self._refs[tier] = parse_model_name(cfg.model, self.config.aliases) if cfg else None
-        self._loading: dict[Tier, asyncio.Task[ChatBackend]] = {}
-        self._retired: list[ChatBackend] = []
+        self.tiers = Tiers(self.config, backends, self._progress)
         self._cancel: CancelToken | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.history: list[Message] = []
         self.last_turn_id: int | None = None
         self._started = time.time()  # the session budget counts from here
+        self.toolbox = tools if tools is not None else load_tools(self.config.tools.enabled)
+        self.use_tools = True  # the session switch; a turn can still say otherwise
+        self._approve = approve
+        self._breaker = CircuitBreaker(AgentSettings.breaker_failures, AgentSettings.breaker_cooldown_s)
         self.conversation_id = self._open_conversation(conversation_id, resume_latest)
 
     # -- conversation -------------------------------------------------------------------
@@ -123,61 +126,23 @@ class Session:
 
     def tier_config(self, tier: Tier) -> TierConfig | None:
         """The settings a tier runs with now (after any ``set_model``)."""
-        return self._tiers[tier]
+        return self.tiers.settings(tier)
 
     def model_name(self, tier: Tier) -> str | None:
-        ref = self._refs[tier]
-        return str(ref) if ref else None
+        return self.tiers.model_name(tier)
 
     def set_model(self, tier: Tier, name: str) -> str:
         """Use another model for ``tier`` from the next turn on; returns the resolved name."""
-        ref = parse_model_name(name, self.config.aliases)
-        cfg = self._tiers[tier]
-        previous = self._refs[tier]
-        if cfg is None or previous is None or previous.backend != ref.backend:
-            # another backend: the old server address, key and options do not apply to it
-            keep = {"max_tokens", "temperature", "seed", "context_tokens"}
-            cfg = TierConfig(model=name, **(cfg.model_dump(include=keep) if cfg else {}))
-        self._tiers[tier] = cfg.model_copy(update={"model": name})
-        self._refs[tier] = ref
-        old = self._backends.pop(tier, None)
-        self._loading.pop(tier, None)
-        if old is not None and old not in self._shared:
-            self._retired.append(old)  # closed with the session
-        return str(ref)
+        return self.tiers.set_model(tier, name)
+
+    async def backend(self, tier: Tier) -> ChatBackend:
+        """The loaded backend of ``tier``; loads it once, shared by concurrent callers."""
+        return await self.tiers.backend(tier)
 
     def _progress(self, message: str) -> None:
         self.status = message
         if self._on_progress:
             self._on_progress(message)
-
-    async def backend(self, tier: Tier) -> ChatBackend:
-        """The loaded backend of ``tier``; loads it once, shared by concurrent callers."""
-        if tier in self._backends:
-            return self._backends[tier]
-        task = self._loading.get(tier)
-        if task is None:
-            task = self._loading[tier] = asyncio.ensure_future(self._load(tier))
-        try:
-            backend = await task
-        except BaseException:
-            self._loading.pop(tier, None)  # let the next turn try again
-            raise
-        self._backends[tier] = backend
-        return backend
-
-    async def _load(self, tier: Tier) -> ChatBackend:
-        ref, cfg = self._refs[tier], self._tiers[tier]
-        if ref is None or cfg is None:
-            raise SlmchatError(f"no {tier} tier is configured", "add a [large] section to the config")
-        options: dict[str, Any] = {"base_url": cfg.base_url, "timeout_s": cfg.timeout_s, **cfg.options}
-        if cfg.api_key_env:  # the backend resolves the key itself (environment, then keychain)
-            options["api_key_env"] = cfg.api_key_env
-        backend = create_backend(ref, options)
-        self._progress(f"{tier}: loading {ref}")
-        await backend.load(lambda msg: self._progress(f"{tier}: {msg}"))
-        self._progress(f"{tier}: ready ({ref})")
-        return backend
 
     def start_loading(self, tier: Tier = "small") -> asyncio.Future[ChatBackend]:
         """Begin loading in the background so a face is usable at once (needs a running loop).
@@ -196,8 +161,13 @@ class Session:
         if self._cancel is not None:
             self._cancel.cancel()
 
-    async def turn(self, text: str, route: Route | str | None = None) -> AsyncIterator[Event]:
-        """Run one turn and stream its events; always ends with TurnDone or TurnFailed."""
+    async def turn(
+        self, text: str, route: Route | str | None = None, tools: bool | None = None
+    ) -> AsyncIterator[Event]:
+        """Run one turn and stream its events; always ends with TurnDone or TurnFailed.
+
+        ``tools`` offers (True) or withholds (False) the tools for this turn; default: ``use_tools``.
+        """
         started = time.perf_counter()
         route = Route(route) if route is not None else self.route
         cancel = self._cancel = CancelToken()
@@ -206,20 +176,9 @@ class Session:
         turn.events.append(RouteDecided(decision).to_dict())
         yield RouteDecided(decision)
         try:
-            async for event in self._call(decision.tier, turn, cancel):
+            run = self._tool_turn if self._tools_for(tools) else self._plain_turn
+            async for event in run(turn, cancel):
                 yield event
-            signal = failure_signal(turn.text_so_far, turn.end.finish_reason if turn.end else "", turn.looping)
-            if turn.looping is not None and turn.end is not None and not cancel.cancelled:
-                turn.end = replace(turn.end, finish_reason="loop")  # stopped by the engine, not the user
-            if signal and decision.tier == "small" and decision.override is not Route.SMALL and not cancel.cancelled:
-                escalated = self._escalation(signal, turn)
-                turn.escalation = escalated.reason
-                turn.events.append(escalated.to_dict())
-                yield escalated
-                if escalated.to_tier == "large":
-                    turn.restart("large")
-                    async for event in self._call("large", turn, cancel):
-                        yield event
             turn.finished_at = time.perf_counter()
             if turn.end is None:
                 raise SlmchatError(f"{decision.model} ended its stream without finishing", "try again")
@@ -249,90 +208,147 @@ class Session:
                 self._save(turn, "interrupted", None, self._stats(turn, "interrupted"))
             self._cancel = None
 
-    async def _call(self, tier: Tier, turn: TurnState, cancel: CancelToken) -> AsyncIterator[Event]:
-        """One model call of the turn: build the window for ``tier``, stream, watch for loops."""
+    async def _stream(
+        self,
+        tier: Tier,
+        turn: TurnState,
+        cancel: CancelToken,
+        system: str | None = None,
+        extra: Sequence[Message] = (),
+        schema: ReplySchema | None = None,
+    ) -> AsyncIterator[str]:
+        """One model call: fit the window for ``tier``, stream raw text, stop the call if it loops.
+
+        ``extra`` are the turn's own messages after the question (tool calls and results).
+        """
         waiting = time.perf_counter()
         backend = await self.backend(tier)
         turn.load_s += time.perf_counter() - waiting  # loading the model, not routing
-        cfg = self._tiers[tier]
+        cfg = self.tiers.settings(tier)
         assert cfg is not None
+        count = lambda s: backend.count_tokens(s)[0]  # noqa: E731
         budget = history_budget(cfg.context_tokens, backend.context_tokens, cfg.max_tokens)
-        window = fit_window(
-            self.config.system_prompt, self.history, turn.text, budget, lambda s: backend.count_tokens(s)[0]
-        )
+        budget -= sum(count(m.content) for m in extra)
+        window = fit_window(system or self.config.system_prompt, self.history, turn.text, budget, count)
         turn.dropped = window.dropped
-        params = GenParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed)
+        params = GenParams(
+            max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed,
+            json_schema=schema.schema if schema else None,
+            tools=openai_tools(self.toolbox.specs) if schema and schema.tools else None,
+        )  # fmt: skip
         call = CancelToken(parent=cancel)  # stops this call alone when it loops
         turn.in_flight = (tier, time.perf_counter())
+        raw: list[str] = []
         # run the stream to its end (StreamEnd is its last item) so no generator is left
         # suspended for the garbage collector to close on a loop that may be gone
-        async with aclosing(backend.stream(window.messages, params, call)) as stream:
+        async with aclosing(backend.stream([*window.messages, *extra], params, call)) as stream:
             async for item in stream:
                 if isinstance(item, StreamEnd):
                     turn.end = item
                     continue
-                if turn.first_token_at is None:
-                    turn.first_token_at = time.perf_counter()
-                turn.answer.append(item)
-                yield Token(item)
-                if tier == "small" and len(turn.answer) % 8 == 0 and turn.looping is None:
-                    turn.looping = repetition_loop(turn.text_so_far)
+                raw.append(item)
+                yield item
+                if tier == "small" and len(raw) % 8 == 0 and turn.looping is None:
+                    turn.looping = repetition_loop("".join(raw))
                     if turn.looping is not None:
                         call.cancel()
         turn.finished_at = time.perf_counter()
         self._record_call(turn)
+
+    async def _call(self, tier: Tier, turn: TurnState, cancel: CancelToken) -> AsyncIterator[Event]:
+        """The plain answer of a turn without tools, token by token."""
+        async for piece in self._stream(tier, turn, cancel):
+            if turn.first_token_at is None:
+                turn.first_token_at = time.perf_counter()
+            turn.answer.append(piece)
+            yield Token(piece)
+
+    async def _plain_turn(self, turn: TurnState, cancel: CancelToken) -> AsyncIterator[Event]:
+        """An answer without tools; a failure signal redoes it on the large tier."""
+        decision = turn.decision
+        async for event in self._call(decision.tier, turn, cancel):
+            yield event
+        signal = failure_signal(turn.text_so_far, turn.end.finish_reason if turn.end else "", turn.looping)
+        if turn.looping is not None and turn.end is not None and not cancel.cancelled:
+            turn.end = replace(turn.end, finish_reason="loop")  # stopped by the engine, not the user
+        if signal and decision.tier == "small" and decision.override is not Route.SMALL and not cancel.cancelled:
+            escalated = self._escalation(signal, turn)
+            turn.escalation = escalated.reason
+            turn.events.append(escalated.to_dict())
+            yield escalated
+            if escalated.to_tier == "large":
+                turn.restart("large")
+                async for event in self._call("large", turn, cancel):
+                    yield event
+
+    def _tools_for(self, wanted: bool | None) -> bool:
+        return bool(self.toolbox) and (self.use_tools if wanted is None else wanted)
+
+    async def _tool_turn(self, turn: TurnState, cancel: CancelToken) -> AsyncIterator[Event]:
+        """A turn with tools: the agent loop asks, calls, recovers; a step may go to the large tier."""
+        decision = turn.decision
+        may_escalate = decision.tier == "small" and decision.override is not Route.SMALL
+
+        def step(tier: str, convo: list[Message], schema: ReplySchema | None) -> AsyncIterator[str]:
+            turn.ran_on = tier  # type: ignore[assignment]
+            turn.looping = None
+            return self._stream(tier, turn, cancel, convo[0].content, convo[2:], schema)  # type: ignore[arg-type]
+
+        loop = ToolLoop(
+            self.toolbox, step, settings=AgentSettings.from_config(self.config.tools), breaker=self._breaker,
+            approve=approver(self.config.tools.approve, self._approve),
+            escalate=(lambda reason: self._escalation(reason, turn, "step")) if may_escalate else None,
+            tier=decision.tier,
+        )  # fmt: skip
+        turn.tool_run = loop.result
+        async for event in loop.run(self.config.system_prompt, [Message("user", turn.text)]):
+            if isinstance(event, Token):
+                turn.first_token_at = turn.first_token_at or time.perf_counter()
+                turn.answer.append(event.text)
+            else:
+                turn.events.append(event.to_dict())
+            if isinstance(event, Escalated):
+                turn.escalation = event.reason
+            yield event
+        turn.answer = [loop.result.answer]  # what the loop settled on (not a call the user saw streamed)
 
     def _record_call(self, turn: TurnState) -> None:
         """Close the model call in flight (also when the turn was abandoned halfway through it)."""
         if turn.in_flight is not None:
             turn.close_call(self.model_name(turn.in_flight[0]) or "")
 
-    def _escalation(self, signal: str, turn: TurnState) -> Escalated:
-        """Where a failed small-tier step goes: the large tier if there is one."""
+    def _escalation(self, signal: str, turn: TurnState, scope: str = "answer") -> Escalated:
+        """Where a failed small-tier answer (or step) goes: the large tier if there is one."""
         large = self.model_name("large")
         usage = turn.end.usage if turn.end else Usage(None, None, estimated=True)
         blocked = self._budget_block() if large is not None else None
+        small = self.model_name("small") or ""
+        kept = "the answer stands" if scope == "answer" else "the small tier answers without tools"
         if blocked:
-            return Escalated(f"{signal}; {blocked}, so the answer stands", "small", "small",
-                             self.model_name("small") or "", usage)  # fmt: skip
+            return Escalated(f"{signal}; {blocked}, so {kept}", "small", "small", small, usage, scope)
         if large is None:
-            return Escalated(f"{signal}; no large tier is configured, so the answer stands", "small", "small",
-                             self.model_name("small") or "", usage)  # fmt: skip
-        return Escalated(signal, "small", "large", large, usage)
+            return Escalated(f"{signal}; no large tier is configured, so {kept}", "small", "small", small, usage, scope)
+        return Escalated(signal, "small", "large", large, usage, scope)
 
     def _route(self, text: str, route: Route) -> tuple[RouteDecision, np.ndarray | None]:
         """Score the request (one embedding per turn, kept for memory) and decide the tier."""
-        context = RouteContext(
-            text=text,
-            history=self.history,
-            context_tokens=sum(estimate_tokens(m.content) for m in self.history) + estimate_tokens(text),
-            long_context_tokens=self.config.routing.long_context_tokens,
-        )
-        embedding, trouble = None, None
-        if self.router.uses_embedding:
-            try:
-                embedding = self.router.embed(text)
-            except SlmchatError as exc:  # the turn goes on, routed on the factors alone
-                trouble = f"learned part off: {exc.message}"
-                embedding = self.router.neutral_embedding()
         models = {t: self.model_name(t) for t in ("small", "large")}
-        decision = self.router.decide(context, route, models, embedding, self._budget_block())  # type: ignore[arg-type]
-        if trouble:
-            decision = replace(decision, reason=f"{decision.reason} ({trouble})")
-            embedding = None
-        return decision, embedding
+        limit = self.config.routing.long_context_tokens
+        return self.router.decide_turn(text, self.history, route, models, self._budget_block(), limit)  # type: ignore[arg-type]
 
     def _budget_block(self) -> str | None:
-        return budget_block(self.config.routing, self._tiers["large"], self.store, self._started)
+        return budget_block(self.config.routing, self.tiers.settings("large"), self.store, self._started)
 
     def _stats(self, turn: TurnState, status: TurnStatus) -> TurnStats:
-        backend = self._backends.get(turn.ran_on or turn.decision.tier)
+        backend = self.tiers.loaded(turn.ran_on or turn.decision.tier)
         costs = self._call_costs(turn)
         return turn.stats(status, self.conversation_id, backend.count_tokens if backend else None, total_cost(costs))
 
     def _call_costs(self, turn: TurnState) -> list[TurnCost]:
         prices = {
-            tier: price_for(model, self._tiers[tier]) for tier in ("small", "large") if (model := self.model_name(tier))
+            tier: price_for(model, self.tiers.settings(tier))
+            for tier in ("small", "large")
+            if (model := self.model_name(tier))
         }
         return call_costs(turn.calls, prices)  # type: ignore[arg-type]
 
@@ -382,11 +398,7 @@ class Session:
         return self._loop.run_until_complete(coro)
 
     async def aclose(self) -> None:
-        for backend in [*self._backends.values(), *self._retired]:
-            if backend not in self._shared:
-                await backend.aclose()
-        self._retired.clear()
-        self._backends.clear()
+        await self.tiers.aclose()
 
     def close(self) -> None:
         """Release backends and the store (for sync users of ``ask``)."""

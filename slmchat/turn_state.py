@@ -42,6 +42,7 @@ class TurnState:
     looping: str | None = None  # the repeating chunk, when the small model went into a loop
     ran_on: Tier | None = None  # the tier whose answer stands (the routed one, or large after escalating)
     escalation: str | None = None
+    tool_run: Any = None  # the agent loop's AgentRun, when the turn offered tools
 
     answer: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -87,13 +88,16 @@ class TurnState:
         tps = usage.completion_tokens / decode_s if usage.completion_tokens and decode_s > 0 else None
         total_s = self.finished_at - self.started
         model_s = sum(call.model_s for call in self.calls)
+        run = self.tool_run
+        tool_s = run.tool_s if run is not None else 0.0
         latency = Latency(
             ttft_ms=(first - self.started - self.load_s) * 1000 if first is not None else None,
             total_ms=total_s * 1000,
             tokens_per_s=tps,
             load_ms=self.load_s * 1000,
             model_ms=model_s * 1000,
-            engine_ms=max(0.0, total_s - model_s - self.load_s) * 1000,
+            engine_ms=max(0.0, total_s - model_s - self.load_s - tool_s) * 1000,
+            tool_ms=tool_s * 1000,
         )
         return TurnStats(
             conversation_id=conversation_id,
@@ -108,4 +112,5 @@ class TurnState:
             escalation=self.escalation,
             answered_by=self.ran_on or self.decision.tier,
             cost=cost,
+            tools=run.summary() if run is not None else None,
         )

@@ -58,6 +58,17 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     yield tmp_path
 
 
+@pytest.fixture(autouse=True)
+def no_installed_tools(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plugins installed in this Python (CI installs plugins/) stay out of tests that did not ask.
+
+    Mark a test ``@pytest.mark.plugins`` to see the real installed tools. (``tests.test_cli.slmchat``
+    does the same for a CLI in a subprocess, through the config's ``tools.enabled``.)
+    """
+    if request.node.get_closest_marker("plugins") is None:
+        monkeypatch.setattr("slmchat.tools.registry.ENTRY_POINT_GROUP", "slmchat.tools.none-in-this-test")
+
+
 # -- real models and servers ---------------------------------------------------------------
 
 import asyncio  # noqa: E402

@@ -60,6 +60,10 @@ class GenParams:
     max_tokens: int = 512
     temperature: float = 0.7
     seed: int | None = None
+    #: constrain the reply to this JSON schema (backends that declare ``json_schema``)
+    json_schema: dict[str, Any] | None = None
+    #: the same choices as OpenAI ``tools``, for backends that call tools natively
+    tools: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ a local ``.gguf`` path, or a Hugging Face ``owner/repo/file.gguf`` fetched when 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
+import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -175,6 +177,7 @@ class LlamaCppBackend(ChatBackend):
                 seed=params.seed,
                 stream=True,
                 logits_processor=LogitsProcessorList([count]),
+                grammar=_grammar(json.dumps(params.json_schema)) if params.json_schema else None,
             )
             try:
                 for chunk in chunks:
@@ -193,3 +196,11 @@ class LlamaCppBackend(ChatBackend):
         # on a natural stop the last sample was the end-of-turn token, which is not output
         completion = len(sampled) - (1 if finish == "stop" and sampled else 0)
         yield StreamEnd(Usage(prompt_tokens, completion, estimated=False), finish)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=32)
+def _grammar(schema: str) -> Any:
+    """llama.cpp's grammar for a JSON schema, built once per schema (tool sets repeat every turn)."""
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_json_schema(schema, verbose=False)

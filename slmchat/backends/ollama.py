@@ -136,7 +136,9 @@ class OllamaBackend(ChatBackend):
                 completion_count = estimate_tokens("".join(pieces))
             return Usage(prompt_count, completion_count, estimated=estimated)
 
-        reader = asyncio.create_task(self._read_chat(payload, options, queue), name="slmchat-ollama-chat")
+        reader = asyncio.create_task(
+            self._read_chat(payload, options, queue, params.json_schema), name="slmchat-ollama-chat"
+        )
         getter: asyncio.Task[ollama.ChatResponse] | None = None
         try:
             while True:
@@ -171,10 +173,11 @@ class OllamaBackend(ChatBackend):
         payload: list[dict[str, str]],
         options: dict[str, Any],
         queue: asyncio.Queue[ollama.ChatResponse],
+        json_schema: dict[str, Any] | None = None,
     ) -> None:
         """Put the parts of Ollama's chat stream into ``queue`` as they arrive."""
         async with self._client() as client:
-            parts = await client.chat(self.model, messages=payload, stream=True, options=options)
+            parts = await client.chat(self.model, messages=payload, stream=True, options=options, format=json_schema)
             async for part in parts:
                 await queue.put(part)
 

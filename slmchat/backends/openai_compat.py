@@ -6,6 +6,7 @@ OpenAI, Groq, Together, OpenRouter, vLLM, LM Studio, llama.cpp's server, Ollama'
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +22,9 @@ from slmchat.backends.base import (
     Usage,
     estimate_tokens,
 )
-from slmchat.errors import BackendTimeout, BackendUnavailable, ModelNotFound
+from slmchat.errors import BackendTimeout, BackendUnavailable, ModelNotFound, SlmchatError
+
+TOOL_MODES = ("native", "json_schema", "llama.cpp", "prompt")
 
 #: servers such as llama.cpp's accept any key; the client insists on having one
 PLACEHOLDER_KEY = "no-key-needed"
@@ -65,6 +68,16 @@ class OpenAICompatBackend(ChatBackend):
             )
         return self._client
 
+    @property
+    def tool_mode(self) -> str:
+        """How tool replies are constrained: ``native`` tools (the default), ``json_schema``
+        response format (OpenAI structured outputs, vLLM), ``llama.cpp`` (its server's
+        ``json_object`` + ``schema``), or ``prompt`` (no constraint)."""
+        mode = str(self.options.get("tool_mode", "native"))
+        if mode not in TOOL_MODES:
+            raise SlmchatError(f"unknown tool_mode {mode!r}", f"use one of: {', '.join(TOOL_MODES)}")
+        return mode
+
     async def load(self, progress: ProgressFn | None = None) -> None:
         # Nothing to load; the first request tells whether the server answers. Building the
         # client here surfaces a missing key before the turn starts.
@@ -86,6 +99,16 @@ class OpenAICompatBackend(ChatBackend):
         }
         if params.seed is not None:
             request["seed"] = params.seed
+        mode = self.tool_mode if (params.json_schema or params.tools) else "prompt"
+        if mode == "native" and params.tools:
+            request["tools"] = params.tools
+        elif mode == "json_schema" and params.json_schema:
+            request["response_format"] = {
+                "type": "json_schema", "json_schema": {"name": "reply", "schema": params.json_schema},
+            }  # fmt: skip
+        elif mode == "llama.cpp" and params.json_schema:
+            request["response_format"] = {"type": "json_object", "schema": params.json_schema}
+        calls: dict[int, dict[str, str]] = {}  # native tool calls arrive in pieces, by index
         usage: Usage | None = None
         finish = "stop"
         parts: list[str] = []
@@ -99,6 +122,11 @@ class OpenAICompatBackend(ChatBackend):
                         if choice.delta and choice.delta.content:
                             parts.append(choice.delta.content)
                             yield choice.delta.content
+                        for piece in (choice.delta.tool_calls or []) if choice.delta else []:
+                            call = calls.setdefault(piece.index, {"name": "", "arguments": ""})
+                            if piece.function is not None:
+                                call["name"] += piece.function.name or ""
+                                call["arguments"] += piece.function.arguments or ""
                         if choice.finish_reason:
                             finish = "length" if choice.finish_reason == "length" else "stop"
                     if cancel.cancelled:
@@ -128,6 +156,13 @@ class OpenAICompatBackend(ChatBackend):
             raise BackendUnavailable(
                 f"{self.where} answered {exc.status_code}: {_short(exc)}", "check the request, the key and the server"
             ) from exc
+        if calls:  # a native tool call, written the way every backend reports one
+            first = calls[min(calls)]
+            text = json.dumps({"tool": first["name"], "arguments": "__ARGS__"}).replace(
+                '"__ARGS__"', first["arguments"] or "{}"
+            )
+            parts.append(text)
+            yield text
         if usage is None:  # the server did not honour include_usage
             prompt = sum(estimate_tokens(m.content) for m in messages)
             usage = Usage(prompt, estimate_tokens("".join(parts)), estimated=True)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from slmchat.backends.base import Message, estimate_tokens
+from slmchat.errors import SlmchatError
 from slmchat.routing.decision import Route, RouteDecision, Tier
 from slmchat.routing.factors import RouteContext
 from slmchat.routing.scorer import Score, Scorer
@@ -73,6 +77,37 @@ class Router:
             factors={name: round(value, 4) + 0.0 for name, value in score.contributions.items()},
             override=None if route is Route.AUTO else route,
         )
+
+    def decide_turn(
+        self,
+        text: str,
+        history: list[Message],
+        route: Route,
+        models: dict[Tier, str | None],
+        blocked: str | None,
+        long_context_tokens: int,
+    ) -> tuple[RouteDecision, np.ndarray | None]:
+        """Score a user turn (one embedding, returned for memory to reuse) and decide its tier.
+
+        If the embedding model fails, the turn is routed on the factors alone and says so.
+        """
+        context = RouteContext(
+            text=text,
+            history=history,
+            context_tokens=sum(estimate_tokens(m.content) for m in history) + estimate_tokens(text),
+            long_context_tokens=long_context_tokens,
+        )
+        embedding, trouble = None, None
+        if self.uses_embedding:
+            try:
+                embedding = self.embed(text)
+            except SlmchatError as exc:
+                trouble = f"learned part off: {exc.message}"
+                embedding = self.neutral_embedding()
+        decision = self.decide(context, route, models, embedding, blocked)
+        if trouble:
+            return replace(decision, reason=f"{decision.reason} ({trouble})"), None
+        return decision, embedding
 
 
 def _why(score: Score, tier: Tier, most: int = 2) -> str:

@@ -1,0 +1,91 @@
+"""The tool section of the prompt: compact signatures for small models, JSON schema for the rest.
+
+Compact: one line per tool, ``convert(value: float, from_unit: str, to_unit: str) - Convert
+between units``. JSON: the OpenAI ``tools`` list, what backends with native tool calling take.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from slmchat.tools.base import ToolSpec
+
+PromptStyle = Literal["compact", "json"]
+
+#: how to answer; the same words for both styles, so only the tool list differs between them
+CALL_INSTRUCTIONS = (
+    'Reply with JSON only: {"tool": NAME, "arguments": {...}} to call a tool, or {"answer": TEXT} when no tool fits.'
+)
+TOOLS_HEADER = "Tools:"
+
+_SIMPLE_TYPES = {
+    "integer": "int", "number": "float", "string": "str", "boolean": "bool", "object": "dict", "null": "None",
+}  # fmt: skip
+_FIRST_SENTENCE = re.compile(r"(.+?[.!?])(\s|$)")
+
+
+def openai_tools(specs: list[ToolSpec]) -> list[dict[str, Any]]:
+    """The OpenAI ``tools`` parameter for these specs."""
+    return [
+        {"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.parameters}}
+        for s in specs
+    ]
+
+
+def tool_section(specs: list[ToolSpec], style: PromptStyle = "compact") -> str:
+    """The text that tells the model which tools exist (without the answer instructions)."""
+    if style == "json":
+        return f"{TOOLS_HEADER}\n{json.dumps(openai_tools(specs), ensure_ascii=False)}"
+    return "\n".join([TOOLS_HEADER, *(compact_signature(spec) for spec in specs)])
+
+
+def tool_prompt(specs: list[ToolSpec], style: PromptStyle = "compact", system: str = "") -> str:
+    """A system prompt offering ``specs``: the caller's system text, the tools, how to reply."""
+    parts = [system.strip()] if system.strip() else []
+    parts += [tool_section(specs, style), CALL_INSTRUCTIONS]
+    return "\n".join(parts)
+
+
+def compact_signature(spec: ToolSpec) -> str:
+    """``name(a: int, b: str = "x", unit: "m"|"km" = "m") - First sentence of the description``."""
+    required = set(spec.required)
+    params = []
+    for name, schema in spec.properties.items():
+        text = f"{name}: {type_name(schema, spec.parameters)}"
+        if name not in required:
+            text += f" = {json.dumps(schema['default'])}" if "default" in schema else " = None"
+        params.append(text)
+    line = f"{spec.name}({', '.join(params)})"
+    summary = first_sentence(spec.description)
+    return f"{line} - {summary}" if summary else line
+
+
+def first_sentence(text: str) -> str:
+    text = " ".join(text.split())
+    match = _FIRST_SENTENCE.match(text)
+    return (match.group(1) if match else text).rstrip(".")
+
+
+def type_name(schema: dict[str, Any], root: dict[str, Any] | None = None, depth: int = 0) -> str:
+    """A short Python-like name for a JSON-schema type."""
+    if "$ref" in schema and root is not None:
+        schema = root.get("$defs", {}).get(schema["$ref"].rsplit("/", 1)[-1], {})
+    if "enum" in schema:
+        return "|".join(json.dumps(value) for value in schema["enum"])
+    if "anyOf" in schema:
+        names = [type_name(option, root, depth) for option in schema["anyOf"]]
+        return "|".join(dict.fromkeys(names))
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return "|".join(type_name({**schema, "type": k}, root, depth) for k in kind)
+    if kind == "array":
+        items = schema.get("items")
+        return f"list[{type_name(items, root, depth + 1)}]" if isinstance(items, dict) and items else "list"
+    if kind == "object" and schema.get("properties") and depth < 1:
+        inner = ", ".join(f"{k}: {type_name(v, root, depth + 1)}" for k, v in schema["properties"].items())
+        return "{" + inner + "}"
+    if kind is None:
+        return "any"
+    return _SIMPLE_TYPES.get(kind, str(kind))
