@@ -34,6 +34,13 @@ class ToolSpec:
         return dict(self.parameters.get("properties", {}))
 
 
+class ToolUnavailable(RuntimeError):
+    """Raised by a tool that cannot work as set up (no folder allowed, no service configured).
+
+    The model is told to answer without it; the message is for the user to fix the setup.
+    """
+
+
 class ArgumentError(ValueError):
     """The arguments of a call do not fit the tool; ``problems`` says which and why."""
 

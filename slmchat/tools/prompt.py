@@ -23,7 +23,8 @@ TOOLS_HEADER = "Tools:"
 _SIMPLE_TYPES = {
     "integer": "int", "number": "float", "string": "str", "boolean": "bool", "object": "dict", "null": "None",
 }  # fmt: skip
-_FIRST_SENTENCE = re.compile(r"(.+?[.!?])(\s|$)")
+#: a sentence ends at . ! ? before a capital letter or the end, but not at "e.g." or "i.e."
+_FIRST_SENTENCE = re.compile(r"(.+?(?<!\be\.g)(?<!\bi\.e)[.!?])(?=\s+[A-Z(\"']|\s*$)")
 
 
 def openai_tools(specs: list[ToolSpec]) -> list[dict[str, Any]]:

@@ -3,7 +3,9 @@
 A plugin's entry point names a typed function, or a list of them::
 
     [project.entry-points."slmchat.tools"]
-    calculator = "slmchat_calculator:calculate"
+    calculate = "slmchat_calculator:calculate"
+
+The tool's name is the function's (or ``@tool(name=...)``), not the entry point's.
 """
 
 from __future__ import annotations
