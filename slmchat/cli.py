@@ -16,6 +16,8 @@ from slmchat.config import load_config, write_template
 from slmchat.errors import SlmchatError
 from slmchat.events import Escalated, RouteDecided, Token, TurnDone, TurnFailed
 from slmchat.routing import Route
+from slmchat.tools.prompt import call_text
+from slmchat.transcript import tool_line
 
 
 class SlmchatGroup(click.Group):
@@ -64,6 +66,8 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--route", type=click.Choice([r.value for r in Route]), help="Force a tier, or let the router decide.")
 @click.option("--new/--continue", "new", default=True, help="Start a new conversation (default) or continue the last.")
 @click.option("--conversation", "conversation_id", help="Continue the conversation with this id.")
+@click.option("--tools/--no-tools", "tools", default=None, help="Offer the enabled tools (default) or not.")
+@click.option("--yes", "-y", "approve_all", is_flag=True, help="Run tools that need approval without asking.")
 @click.pass_context
 def ask(
     ctx: click.Context,
@@ -73,8 +77,14 @@ def ask(
     route: str | None,
     new: bool,
     conversation_id: str | None,
+    tools: bool | None,
+    approve_all: bool,
 ) -> None:
-    """Answer TEXT and exit. Piped input is added after TEXT (or is the question on its own)."""
+    """Answer TEXT and exit. Piped input is added after TEXT (or is the question on its own).
+
+    Tools that touch the outside world are asked about on the terminal; with no terminal
+    they do not run unless --yes is given (or tools.approve = "always").
+    """
     prompt = " ".join(text).strip()
     if not sys.stdin.isatty():
         piped = sys.stdin.read().strip()
@@ -84,8 +94,11 @@ def ask(
     session = _session(ctx, conversation_id=conversation_id, resume_latest=not new)
     if model:
         session.set_model("small", model)
+    for problem in session.toolbox.problems:
+        click.echo(f"warning: {problem}", err=True)
+    session.approve = (lambda _call: True) if approve_all else _ask_on_terminal
     try:
-        code = asyncio.run(_ask(session, prompt, route, as_json))
+        code = asyncio.run(_ask(session, prompt, route, as_json, tools))
     except KeyboardInterrupt:
         click.echo("\n[interrupted: the partial answer is saved]", err=True)
         code = 130
@@ -94,12 +107,31 @@ def ask(
     ctx.exit(code)
 
 
-async def _ask(session: Any, prompt: str, route: str | None, as_json: bool) -> int:
-    streamed = False
+def _ask_on_terminal(call: Any) -> bool:
+    """Ask on the controlling terminal (stdin may be the question); no terminal means no."""
+    question = f"run {call_text(call.name, call.arguments)}? [y/N] "
     try:
-        async with aclosing(session.turn(prompt, route)) as events:
+        with open("/dev/tty", "r+", encoding="utf-8") as tty:
+            tty.write(question)
+            tty.flush()
+            return tty.readline().strip().lower() in ("y", "yes")
+    except OSError:
+        click.echo(f"[{call.name} needs approval and there is no terminal to ask: pass --yes to allow it]", err=True)
+        return False
+
+
+async def _ask(session: Any, prompt: str, route: str | None, as_json: bool, tools: bool | None = None) -> int:
+    streamed = False
+    tool_events: list[dict[str, Any]] = []
+    try:
+        async with aclosing(session.turn(prompt, route, tools)) as events:
             async for event in events:
-                if isinstance(event, Token) and not as_json:
+                if (line := tool_line(event)) is not None:
+                    tool_events.append(event.to_dict())
+                    if not as_json:
+                        click.echo(("\n" if streamed else "") + line, err=True)
+                        streamed = False
+                elif isinstance(event, Token) and not as_json:
                     sys.stdout.write(event.text)
                     sys.stdout.flush()
                     streamed = True
@@ -111,7 +143,7 @@ async def _ask(session: Any, prompt: str, route: str | None, as_json: bool) -> i
                     click.echo(event.note, err=True)
                 elif isinstance(event, TurnDone):
                     if as_json:
-                        click.echo(json.dumps(_ask_json(event), ensure_ascii=False))
+                        click.echo(json.dumps({**_ask_json(event), "tool_events": tool_events}, ensure_ascii=False))
                     elif streamed:
                         sys.stdout.write("\n")
                     return 0 if event.stats.status == "ok" else 130
@@ -135,6 +167,7 @@ def _ask_json(event: TurnDone) -> dict[str, Any]:
         "cost": stats.cost.to_dict() if stats.cost else None,
         "escalation": stats.escalation,
         "answered_by": stats.answered_by,
+        "tools": stats.tools,
         "conversation_id": stats.conversation_id,
         "turn_id": stats.turn_id,
     }

@@ -88,7 +88,9 @@ class ToolsConfig(BaseModel):
     )
     prompt: str = Field("compact", pattern="^(compact|json)$", description="how tools are described to the model")
     constrain: bool = Field(True, description="constrain replies to a valid call or an answer, where supported")
-    max_steps: int = Field(4, ge=1, le=20, description="tool calls per turn before the model must answer")
+    max_steps: int = Field(
+        1, ge=1, le=20, description="tool calls per turn before the model must answer (raise it for capable models)"
+    )
     recovery_budget: int = Field(2, ge=0, le=10, description="recoveries per turn before a step goes to the large tier")
     approve: str = Field(
         "ask", pattern="^(ask|always|never)$", description="tools that require approval: ask, always run, never run"
@@ -234,7 +236,7 @@ enabled = ["*"]
 # compact signatures (fewest tokens) or json (the OpenAI schema); constrain = grammar-constrained replies
 prompt = "compact"
 constrain = true
-max_steps = 4
+max_steps = 1
 recovery_budget = 2
 # tools that touch the outside world: ask | always | never
 approve = "ask"

@@ -21,6 +21,7 @@ from slmchat.accounting.pricing import TurnCost, call_costs, price_for, total_co
 from slmchat.backends import ChatBackend
 from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage
 from slmchat.config import Config, TierConfig, load_config
+from slmchat.embedding import default_embedder
 from slmchat.errors import SlmchatError
 from slmchat.events import (
     Escalated,
@@ -41,6 +42,7 @@ from slmchat.tools.agent import AgentSettings, ApproveFn, CircuitBreaker, ToolLo
 from slmchat.tools.calls import ReplySchema
 from slmchat.tools.prompt import openai_tools
 from slmchat.tools.registry import Toolbox, load_tools
+from slmchat.tools.relevance import relevant_toolbox
 from slmchat.turn_state import TurnState
 from slmchat.window import fit_window, history_budget
 
@@ -88,7 +90,7 @@ class Session:
         self._started = time.time()  # the session budget counts from here
         self.toolbox = tools if tools is not None else load_tools(self.config.tools.enabled)
         self.use_tools = True  # the session switch; a turn can still say otherwise
-        self._approve = approve
+        self.approve = approve  # faces set this to ask the user
         self._breaker = CircuitBreaker(AgentSettings.breaker_failures, AgentSettings.breaker_cooldown_s)
         self.conversation_id = self._open_conversation(conversation_id, resume_latest)
 
@@ -176,8 +178,9 @@ class Session:
         turn.events.append(RouteDecided(decision).to_dict())
         yield RouteDecided(decision)
         try:
-            run = self._tool_turn if self._tools_for(tools) else self._plain_turn
-            async for event in run(turn, cancel):
+            offered = self._offered_tools(turn, tools)
+            runner = self._tool_turn(turn, cancel, offered) if offered else self._plain_turn(turn, cancel)
+            async for event in runner:
                 yield event
             turn.finished_at = time.perf_counter()
             if turn.end is None:
@@ -234,7 +237,7 @@ class Session:
         params = GenParams(
             max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed,
             json_schema=schema.schema if schema else None,
-            tools=openai_tools(self.toolbox.specs) if schema and schema.tools else None,
+            tools=openai_tools([s for s in self.toolbox.specs if s.name in schema.tools]) if schema else None,
         )  # fmt: skip
         call = CancelToken(parent=cancel)  # stops this call alone when it loops
         turn.in_flight = (tier, time.perf_counter())
@@ -281,10 +284,16 @@ class Session:
                 async for event in self._call("large", turn, cancel):
                     yield event
 
-    def _tools_for(self, wanted: bool | None) -> bool:
-        return bool(self.toolbox) and (self.use_tools if wanted is None else wanted)
+    def _offered_tools(self, turn: TurnState, wanted: bool | None) -> Toolbox:
+        """The tools this turn offers: none if switched off, all if asked for, else the relevant ones."""
+        if not self.toolbox or not (self.use_tools if wanted is None else wanted):
+            return Toolbox()
+        if wanted:
+            return self.toolbox
+        embedder = self.router.scorer.embedder if self.router.uses_embedding else default_embedder()
+        return relevant_toolbox(self.toolbox, turn.text, turn.embedding, embedder)
 
-    async def _tool_turn(self, turn: TurnState, cancel: CancelToken) -> AsyncIterator[Event]:
+    async def _tool_turn(self, turn: TurnState, cancel: CancelToken, toolbox: Toolbox) -> AsyncIterator[Event]:
         """A turn with tools: the agent loop asks, calls, recovers; a step may go to the large tier."""
         decision = turn.decision
         may_escalate = decision.tier == "small" and decision.override is not Route.SMALL
@@ -295,8 +304,8 @@ class Session:
             return self._stream(tier, turn, cancel, convo[0].content, convo[2:], schema)  # type: ignore[arg-type]
 
         loop = ToolLoop(
-            self.toolbox, step, settings=AgentSettings.from_config(self.config.tools), breaker=self._breaker,
-            approve=approver(self.config.tools.approve, self._approve),
+            toolbox, step, settings=AgentSettings.from_config(self.config.tools), breaker=self._breaker,
+            approve=approver(self.config.tools.approve, self.approve),
             escalate=(lambda reason: self._escalation(reason, turn, "step")) if may_escalate else None,
             tier=decision.tier,
         )  # fmt: skip

@@ -93,9 +93,31 @@ def stats_line(stats: Any) -> str:
             parts.append("$?" if cost.usd is None else _usd(cost.usd))
         if cost.saved_usd:
             parts.append(f"saved {_usd(cost.saved_usd)}")
+    tools = getattr(stats, "tools", None)
+    if tools and (tools["calls"] or tools["recoveries"]):
+        parts.append(f"{tools['calls']} tool call{'s' if tools['calls'] != 1 else ''}, {latency.tool_ms:.0f} ms")
+        if tools["recoveries"]:
+            parts.append(f"{tools['recoveries']} recover{'ies' if tools['recoveries'] != 1 else 'y'}")
     if stats.status != "ok":
         parts.append(stats.status)
     return " · ".join(parts)
+
+
+def tool_line(event: Any) -> str | None:
+    from slmchat.tools.prompt import call_text
+
+    """The line faces show for a tool event (None for other events)."""
+    kind = getattr(event, "kind", "")
+    if kind == "tool_call":
+        note = {True: " (approved)", False: " (not allowed)"}.get(event.approved, "")
+        return f"[tool {call_text(event.name, event.arguments)}{note}]"
+    if kind == "tool_result":
+        result = event.result if len(event.result) <= 200 else event.result[:199] + "…"
+        retries = f", {event.attempts} attempts" if event.attempts > 1 else ""
+        return f"[{'→' if event.ok else 'failed:'} {result} ({event.ms:.0f} ms{retries})]"
+    if kind == "recovery":
+        return f"[recovery {event.template}: {event.message}]"
+    return None
 
 
 def dumps(data: Any) -> str:

@@ -67,8 +67,10 @@ _SPELLINGS = {"×": "*", "·": "*", "÷": "/", "−": "-", "^": "**"}
 
 
 def calculate(expression: str) -> float | int:
-    """Evaluate arithmetic like "2 * (3 + 4) ^ 2" or "sqrt(2) / 3". Knows + - * / // % ^ ( ), sqrt, abs, round,
-    min, max, log, exp, sin, cos, tan (radians), pi and e.
+    """Calculate a math expression: add, subtract, multiply, divide, percent of a number, powers, square roots.
+
+    Write the expression like "2 * (3 + 4) ^ 2", "0.125 * 640" or "sqrt(2) / 3". Knows + - * / // % ^ ( ),
+    sqrt, abs, round, min, max, log, exp, sin, cos, tan (radians), pi and e.
 
     ``^`` means power and ``x``/``×`` between numbers mean times. ``log(x)`` is natural, ``log(x, base)`` any base.
     Float results are rounded to 12 significant digits; whole floats come back as ints. Anything else, division

@@ -21,8 +21,10 @@ LINE_CHARS = 200
 
 @tool(requires_approval=True)
 def search_files(query: str, pattern: str = "*.txt", max_results: int = 10) -> list[dict[str, str | int]]:
-    """Search the user's allowed folder for lines containing query (case-insensitive). Returns a list of
-    {"path", "line", "text"}; pattern picks files, like "*.md" or "notes/*.txt".
+    """Search the user's notes and text files for a word or phrase, and return the matching lines.
+
+    Looks in the one folder the user allowed, case-insensitively. Returns a list of {"path", "line", "text"};
+    pattern picks files, like "*.md" or "notes/*.txt".
 
     ``pattern`` without "/" matches file names in every subfolder; with "/" it matches paths from the folder's top.
     ``max_results`` is capped at 50; paths are relative to the folder named by ``SLMCHAT_FILES_ROOT``.

@@ -140,8 +140,10 @@ _SPELLINGS_LOWER = {s.lower(): s for s in _SPELLINGS}
 
 
 def convert(value: float, from_unit: str, to_unit: str) -> float:
-    """Convert a value between units, like convert(5, "km", "mi") or convert(100, "F", "C"). Knows length, mass,
-    time, volume, speed, data size (KB = 1000 B, KiB = 1024 B) and temperature (C, F, K).
+    """Convert a measurement between units: miles to km, pounds to grams, Fahrenheit to Celsius, and more.
+
+    Like convert(5, "km", "mi") or convert(100, "F", "C"). Knows length, mass, time, volume, speed, data
+    size (KB = 1000 B, KiB = 1024 B) and temperature (C, F, K).
 
     Units include m, km, mi, ft, in, g, kg, lb, oz, s, min, h, day, ml, l, gal (US), cup, m/s, km/h, mph, kn,
     B, KB, MB, GB, KiB, MiB, bit, Mbit. Results are rounded to 12 significant digits.

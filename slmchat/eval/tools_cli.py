@@ -18,6 +18,7 @@ from slmchat.eval.cli import eval_group
 @click.option("--answers", type=click.Path(dir_okay=False, path_type=Path), help="BFCL possible_answer file.")
 @click.option("--prompt", "style", type=click.Choice(["compact", "json"]), default="compact", show_default=True)
 @click.option("--no-constrain", is_flag=True, help="Let the model write freely instead of grammar-constrained JSON.")
+@click.option("--no-gate", is_flag=True, help="Offer every function, not only those relevant to the question.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N items.")
 @click.option("--model", help="backend:model to test (default: the tier's model from the config).")
 @click.option("--tier", type=click.Choice(["small", "large"]), default="small", show_default=True,
@@ -30,6 +31,7 @@ def tools(
     answers: Path | None,
     style: str,
     no_constrain: bool,
+    no_gate: bool,
     limit: int | None,
     model: str | None,
     tier: str,
@@ -81,7 +83,7 @@ def tools(
     if record:
         write_record(record, results)
     summary = summarize(results, irrelevance=answers is None)
-    summary.update(file=questions.name, model=str(ref), prompt=style, constrained=not no_constrain)
+    summary.update(file=questions.name, model=str(ref), prompt=style, constrained=not no_constrain, gate=not no_gate)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

@@ -22,6 +22,7 @@ from slmchat.tools.base import ToolSpec, tool_from_spec
 from slmchat.tools.calls import ReplySchema
 from slmchat.tools.prompt import PromptStyle, openai_tools, tool_section
 from slmchat.tools.registry import Toolbox
+from slmchat.tools.relevance import relevant_toolbox
 
 
 @dataclass
@@ -37,6 +38,7 @@ class ItemResult:
     model_calls: int
     tool_tokens: int
     json_tool_tokens: int
+    offered_tool_tokens: int  # after the relevance gate: what the prompt really carried
     prompt_tokens: int
     completion_tokens: int
     seconds: float
@@ -60,9 +62,19 @@ async def run_item(
     constrain: bool,
     max_tokens: int = 256,
     settings: AgentSettings | None = None,
+    gate: bool = True,
 ) -> ItemResult:
-    """Ask one item and score its first call."""
-    box = item_toolbox(item)
+    """Ask one item and score its first call.
+
+    With ``gate``, only functions relevant to the question are offered (``tools.relevance``,
+    as in the chat); with none relevant the model is not asked and no tool is called.
+    """
+    full = item_toolbox(item)
+    box = full
+    if gate:
+        from slmchat.embedding import default_embedder
+
+        box = relevant_toolbox(full, item.messages[-1]["content"], None, default_embedder())
     settings = settings or AgentSettings(style=style, constrain=constrain)
     outputs: list[str] = []
     prompt_tokens = completion_tokens = 0
@@ -89,8 +101,11 @@ async def run_item(
     loop = ToolLoop(box, step, settings=settings, stop_at_first_call=True)
     started = time.perf_counter()
     messages = [Message(m["role"], m["content"]) for m in item.messages]
-    async for _event in loop.run("", messages):
-        pass
+    if box:
+        async for _event in loop.run("", messages):
+            pass
+    else:
+        loop.result.termination = "answered"  # nothing relevant to offer: a plain answer, no call
     seconds = time.perf_counter() - started
     run = loop.result
     call = run.first_call
@@ -109,8 +124,9 @@ async def run_item(
         termination=run.termination or "error",
         recoveries=run.recoveries,
         model_calls=run.steps,
-        tool_tokens=count(tool_section(box.specs, style))[0],
-        json_tool_tokens=count(tool_section(box.specs, "json"))[0],
+        tool_tokens=count(tool_section(full.specs, style))[0],
+        json_tool_tokens=count(tool_section(full.specs, "json"))[0],
+        offered_tool_tokens=count(tool_section(box.specs, style))[0] if box else 0,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         seconds=seconds,
@@ -131,6 +147,7 @@ def summarize(results: list[ItemResult], irrelevance: bool) -> dict[str, Any]:
     summary.update(
         tool_tokens_mean=mean([r.tool_tokens for r in results]),
         json_tool_tokens_mean=mean([r.json_tool_tokens for r in results]),
+        offered_tool_tokens_mean=mean([r.offered_tool_tokens for r in results]),
         prompt_tokens_mean=mean([r.prompt_tokens for r in results]),
         completion_tokens_mean=mean([r.completion_tokens for r in results]),
         model_calls_mean=mean([r.model_calls for r in results]),

@@ -19,7 +19,7 @@ from slmchat.config import ToolsConfig
 from slmchat.events import Escalated, Event, Recovery, Token, ToolCall, ToolResult
 from slmchat.tools.base import ArgumentError, Tool
 from slmchat.tools.calls import Answer, AnswerStream, Call, Malformed, ReplySchema, parse_reply, reply_schema
-from slmchat.tools.prompt import PromptStyle, tool_prompt
+from slmchat.tools.prompt import PromptStyle, call_text, tool_prompt
 from slmchat.tools.recovery import (
     BAD_ARGUMENTS,
     CIRCUIT_OPEN,
@@ -51,6 +51,7 @@ EscalateFn = Callable[[str], Escalated | None]
 _ENDS: dict[str, Termination] = {NO_PROGRESS.name: "budget", TOOL_FAILED.name: "error", CIRCUIT_OPEN.name: "error"}
 RESULT_CHARS = 1500  # a tool result longer than this is cut before the model sees it
 TOOL_RESULT = "{name} returned: {result}"
+ANSWER_FROM_RESULTS = "Answer my question in plain words using this result."
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class AgentSettings:
 
     style: PromptStyle = "compact"
     constrain: bool = True
-    max_steps: int = 4  # tool calls per turn before the model must answer
+    max_steps: int = 1  # tool calls per turn before the model must answer (small models rarely chain well)
+    max_model_calls: int = 8  # model calls per turn (calls, recoveries) before the loop says "answer now"
     recovery_budget: int = 2  # recoveries per turn before a step is escalated
     tool_retries: int = 2  # reruns of a tool after a timeout or connection error
     backoff_s: float = 0.5  # first pause before a rerun; doubles each time
@@ -155,6 +157,7 @@ class ToolLoop:
         self.result = AgentRun()
         self._seen: dict[str, str] = {}  # call key -> its result, to spot a model repeating itself
         self._answer_only: Termination | None = None  # why tools are no longer offered
+        self._facts: list[str] = []  # tool results and notes, for the final answer
 
     def system_prompt(self, system: str = "") -> str:
         return tool_prompt(self._offered(), self.settings.style, system)
@@ -169,13 +172,19 @@ class ToolLoop:
         tier, escalated_step = self.tier, False
         while run.termination is None:
             offered = self._offered()
+            if run.steps >= self.settings.max_model_calls and not self._answer_only:
+                yield self._recover(convo, NO_PROGRESS, steps=run.steps)
             if run.calls >= self.settings.max_steps and not self._answer_only:
-                yield self._recover(convo, NO_PROGRESS, steps=run.calls)
+                self._answer_only = "answered"  # enough calls: the model now answers from the results
             allow_tools = bool(offered) and not self._answer_only
-            schema = reply_schema(offered, allow_tools=allow_tools) if self.settings.constrain else None
             run.steps += 1
             stream = AnswerStream()
-            async for piece in self._step(tier, convo, schema):
+            if allow_tools:
+                schema = reply_schema(offered) if self.settings.constrain else None
+                messages = convo
+            else:  # the answer in plain words: no tool list, no JSON, streamed as it comes
+                schema, messages = None, self._answer_messages(system, convo)
+            async for piece in self._step(tier, messages, schema):
                 if text := stream.feed(piece):
                     yield Token(text)
             streamed = stream.is_answer is True
@@ -198,10 +207,10 @@ class ToolLoop:
             else:
                 event = None
                 async for item in self._call_tool(convo, reply, tier):
-                    if isinstance(item, Recovery):
-                        event = item
+                    if isinstance(item, Recovery) and item.action != "rerun":
+                        event = item  # applied below, after the tool's events
                     else:
-                        yield item
+                        yield item  # a rerun is reported when it happens (there may be several)
                 if self.stop_at_first_call and run.first_call is not None:
                     run.termination = "answered"
             if event is not None:
@@ -219,8 +228,18 @@ class ToolLoop:
                         if self.stop_at_first_call:
                             run.termination = "gave_up"
 
+    def _answer_messages(self, system: str, convo: list[Message]) -> list[Message]:
+        """The question, then what the tools gave, in one message: small models copy the JSON
+        of earlier calls if they see it, but answer well from a plain list of results."""
+        messages = [Message("system", system), convo[1]]
+        if self._facts:
+            messages.append(Message("user", "\n".join([*self._facts, ANSWER_FROM_RESULTS])))
+        return messages
+
     def _recover(self, convo: list[Message], template: Template, **values: Any) -> Recovery:
         message = template.format(**values)
+        if template.action == "answer":
+            self._facts.append(f"Tool note: {message}")
         if template.action != "rerun":
             convo.append(Message("user", message))
         if template.action == "answer":
@@ -279,6 +298,7 @@ class ToolLoop:
         text = _result_text(value)
         self._seen[key] = text
         yield ToolResult(call.name, True, text, elapsed * 1000, attempt)
+        self._facts.append(f"Tool result: {call_text(call.name, arguments)} = {text}")
         convo.append(Message("user", TOOL_RESULT.format(name=call.name, result=text)))
 
     async def _ask(self, tool: Tool, arguments: dict[str, Any], tier: Tier) -> bool:

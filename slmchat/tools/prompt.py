@@ -63,6 +63,12 @@ def compact_signature(spec: ToolSpec) -> str:
     return f"{line} - {summary}" if summary else line
 
 
+def call_text(name: str, arguments: dict[str, Any]) -> str:
+    """``name(a=1, b="x")``: a call as people (and models) read it."""
+    inner = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
+    return f"{name}({inner})"
+
+
 def first_sentence(text: str) -> str:
     text = " ".join(text.split())
     match = _FIRST_SENTENCE.match(text)
