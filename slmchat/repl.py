@@ -19,10 +19,11 @@ from prompt_toolkit.key_binding import KeyBindings
 
 from slmchat import paths
 from slmchat.errors import SlmchatError
-from slmchat.events import Escalated, RouteDecided, Token, TurnDone, TurnFailed
+from slmchat.events import Escalated, RouteDecided, Token, ToolCall, TurnDone, TurnFailed
 from slmchat.routing import Route
 from slmchat.session import Session
-from slmchat.transcript import stats_line
+from slmchat.tools.prompt import call_text, compact_signature
+from slmchat.transcript import stats_line, tool_line
 
 HELP = """\
 commands:
@@ -32,6 +33,7 @@ commands:
   /route [auto|small|large]  show or set the route for the following turns
   /large TEXT, /small TEXT   send this one message to that tier
   /good, /bad           judge the last answer (calibration learns from it)
+  /tools [on|off]       list the tools, or offer them (on) or not (off) from now on
   /quit                 leave (Ctrl-D works too)
 Enter sends, Alt-Enter adds a line, Ctrl-C stops an answer."""
 
@@ -54,6 +56,15 @@ class Repl:
         self.prompt = prompt
         self.out = out
         self.last_stats = ""
+        session.approve = self.approve
+
+    async def approve(self, call: ToolCall) -> bool:
+        """Ask before a tool that touches the outside world runs; Ctrl-C or Enter mean no."""
+        try:
+            reply = await self.prompt.prompt_async(f"run {call_text(call.name, call.arguments)}? [y/N] ")
+        except (KeyboardInterrupt, EOFError):
+            return False
+        return reply.strip().lower() in ("y", "yes")
 
     def write(self, text: str) -> None:
         self.out.write(text)
@@ -107,6 +118,8 @@ class Repl:
                 self.write(f"noted: turn {turn_id} was {name[1:]}\n")
             except SlmchatError as exc:
                 self.write(f"error: {exc}\n")
+        elif name == "/tools":
+            self.tools(arg)
         elif name == "/new":
             cid = self.session.new_conversation()
             self.write(f"new conversation {cid}\n")
@@ -133,6 +146,22 @@ class Repl:
             self.write(f"unknown command {name}; /help lists them\n")
         return True
 
+    def tools(self, arg: str) -> None:
+        if arg in ("on", "off"):
+            self.session.use_tools = arg == "on"
+        elif arg:
+            self.write("error: /tools takes on or off\n")
+            return
+        box = self.session.toolbox
+        for spec in box.specs:
+            self.write(f"  {compact_signature(spec)}{'  (asks first)' if spec.requires_approval else ''}\n")
+        for problem in box.problems:
+            self.write(f"  warning: {problem}\n")
+        state = "on" if self.session.use_tools else "off"
+        self.write(
+            f"tools {state}: {len(box.specs)} available\n" if box else "no tools installed (see docs/tools.md)\n"
+        )
+
     async def answer(self, text: str, route: Route | None = None) -> None:
         restore = _on_sigint(self.session.cancel)
         try:
@@ -142,6 +171,8 @@ class Repl:
                         self.write(f"[{event.decision.reason}]\n")
                     elif isinstance(event, Token):
                         self.write(event.text)
+                    elif (line := tool_line(event)) is not None:
+                        self.write(line + "\n")
                     elif isinstance(event, Escalated):
                         self.write(f"\n{event.note}\n")
                     elif isinstance(event, TurnDone):

@@ -237,7 +237,8 @@ def test_ctrl_c_stops_ask_and_keeps_the_partial_answer(tmp_path: Path) -> None:
     write_config(tmp_path, '[small]\nmodel = "llamacpp:smollm2"\nmax_tokens = 2000\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "slmchat", "ask", "Write a very long story about a dragon who learns to cook."],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "SLMCHAT_TOOLS__ENABLED": "[]"},
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "SLMCHAT_TOOLS__ENABLED": "[]"},
     )  # fmt: skip
     assert proc.stdout is not None
     first = proc.stdout.read(20)  # the answer has started streaming

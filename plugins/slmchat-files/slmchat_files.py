@@ -1,4 +1,4 @@
-"""Text search confined to one folder the user chose (``SLMCHAT_FILES_ROOT``).
+"""Text search confined to one folder the user chose (``FILES_TOOL_ROOT``).
 
 The tool never reads outside that folder: patterns that climb out are refused, symlinks are
 resolved and skipped when they point elsewhere, and binary or large files are ignored.
@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from slmchat.tools import ToolUnavailable, tool
 
-ROOT_VARIABLE = "SLMCHAT_FILES_ROOT"
+ROOT_VARIABLE = "FILES_TOOL_ROOT"
 MAX_RESULTS = 50
 MAX_FILE_BYTES = 1_000_000
 MAX_FILES = 20_000  # files looked at per search, so a huge folder cannot stall the chat
@@ -27,7 +27,7 @@ def search_files(query: str, pattern: str = "*.txt", max_results: int = 10) -> l
     pattern picks files, like "*.md" or "notes/*.txt".
 
     ``pattern`` without "/" matches file names in every subfolder; with "/" it matches paths from the folder's top.
-    ``max_results`` is capped at 50; paths are relative to the folder named by ``SLMCHAT_FILES_ROOT``.
+    ``max_results`` is capped at 50; paths are relative to the folder named by ``FILES_TOOL_ROOT``.
     """
     root = allowed_root()
     needle = query.strip().lower()
@@ -47,7 +47,7 @@ def search_files(query: str, pattern: str = "*.txt", max_results: int = 10) -> l
 
 
 def allowed_root() -> Path:
-    """The folder named by ``SLMCHAT_FILES_ROOT``, resolved; ``ToolUnavailable`` when unset or missing."""
+    """The folder named by ``FILES_TOOL_ROOT``, resolved; ``ToolUnavailable`` when unset or missing."""
     value = os.environ.get(ROOT_VARIABLE, "").strip()
     if not value:
         raise ToolUnavailable(f"no folder is allowed: the user must set {ROOT_VARIABLE} to the folder to search")

@@ -60,7 +60,7 @@ class AgentSettings:
 
     style: PromptStyle = "compact"
     constrain: bool = True
-    max_steps: int = 1  # tool calls per turn before the model must answer (small models rarely chain well)
+    max_steps: int = 1  # successful tool calls per turn before the model must answer (small models rarely chain)
     max_model_calls: int = 8  # model calls per turn (calls, recoveries) before the loop says "answer now"
     recovery_budget: int = 2  # recoveries per turn before a step is escalated
     tool_retries: int = 2  # reruns of a tool after a timeout or connection error
@@ -174,7 +174,7 @@ class ToolLoop:
             offered = self._offered()
             if run.steps >= self.settings.max_model_calls and not self._answer_only:
                 yield self._recover(convo, NO_PROGRESS, steps=run.steps)
-            if run.calls >= self.settings.max_steps and not self._answer_only:
+            if len(self._seen) >= self.settings.max_steps and not self._answer_only:
                 self._answer_only = "answered"  # enough calls: the model now answers from the results
             allow_tools = bool(offered) and not self._answer_only
             run.steps += 1

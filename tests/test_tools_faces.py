@@ -1,0 +1,150 @@
+"""Tools through the faces: the REPL and `slmchat ask`, with approvals, on the real model and plugins."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from slmchat.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamEnd, StreamItem, Usage
+from slmchat.config import Config, TierConfig
+from slmchat.session import Session
+from slmchat.store import Store
+from slmchat.tools import Toolbox, tool
+from tests.helpers import small_config
+from tests.test_repl import chat
+
+PLUGINS = Path(__file__).parents[1] / "plugins"
+
+
+def calculate(expression: str) -> float:
+    """Calculate a math expression: add, subtract, multiply, divide."""
+    left, _, right = expression.partition("*")
+    return float(left) * float(right)
+
+
+@tool(requires_approval=True)
+def read_note(name: str) -> str:
+    """Read the user's saved note with this name."""
+    return f"note {name}: buy milk"
+
+
+class ReplayBackend(ChatBackend):
+    """Answers each call with the next reply, whatever it was asked (for approval paths)."""
+
+    name = "replay"
+
+    def __init__(self, replies: list[str]) -> None:
+        super().__init__("replay")
+        self.replies = list(replies)
+        self.seen: list[list[Message]] = []
+        self.schemas: list[dict | None] = []
+
+    async def stream(
+        self, messages: list[Message], params: GenParams, cancel: CancelToken
+    ) -> AsyncIterator[StreamItem]:
+        self.seen.append(messages)
+        self.schemas.append(params.json_schema)
+        reply = self.replies.pop(0)
+        for start in range(0, len(reply), 7):
+            yield reply[start : start + 7]
+            await asyncio.sleep(0)
+        yield StreamEnd(Usage(20, 5), "stop")
+
+
+def test_the_repl_lists_calls_and_switches_tools(small_backend) -> None:  # type: ignore[no-untyped-def]
+    session = Session(small_config(max_tokens=48), backends={"small": small_backend}, tools=Toolbox().add(calculate))
+    store_path = session.store.path
+    printed = chat(session, "/tools\nWhat is 37 * 91?\n/tools off\nWhat is 37 * 91?\n/quit\n")
+
+    assert "calculate(expression: str) - Calculate a math expression" in printed
+    assert "tools on: 1 available" in printed and "tools off: 1 available" in printed
+    assert printed.count("[tool calculate(expression=") >= 1  # the model's own call, as it wrote it
+    assert "[→ " in printed or "[failed: " in printed
+    assert printed.split("tools off: 1 available")[1].count("[tool ") == 0  # none after /tools off
+    turns = Store(store_path).turns(Store(store_path).conversations()[0].id)
+    kinds = [e["kind"] for e in Store(store_path).events(turns[0]["id"])]
+    assert kinds[:3] == ["route_decided", "tool_call", "tool_result"] and kinds[-1] == "turn_done"
+    assert "tool_call" not in [e["kind"] for e in Store(store_path).events(turns[1]["id"])]
+
+
+@pytest.mark.parametrize(("typed", "ran"), [("y", True), ("n", False)])
+def test_the_repl_asks_before_a_tool_that_needs_approval(typed: str, ran: bool) -> None:
+    call = '{"tool": "read_note", "arguments": {"name": "shopping"}}'
+    backend = ReplayBackend([call, "Your shopping note says: buy milk."])
+    session = Session(Config(small=TierConfig(model="replay:replay")), backends={"small": backend},
+                      tools=Toolbox().add(read_note))  # fmt: skip
+    store_path = session.store.path
+    printed = chat(session, f"Read my saved note called shopping\n{typed}\n/quit\n")
+
+    events = Store(store_path).events(Store(store_path).turns(Store(store_path).conversations()[0].id)[0]["id"])
+    recorded = next(e for e in events if e["kind"] == "tool_call")
+    assert recorded["requires_approval"] is True and recorded["approved"] is ran  # the answer is stored
+    assert ("note shopping: buy milk" in printed) is ran
+    assert ("[recovery denied: The user did not allow read_note" in printed) is not ran
+    final = backend.seen[-1][-1].content  # the answer step sees the result, or that it was refused
+    assert ("Tool result: read_note" in final) is ran
+    assert backend.schemas[-1] is None  # the answer itself is plain text, not constrained JSON
+
+
+def _install(plugin: str, target: Path) -> None:
+    """pip-install one plugin from plugins/ into ``target`` (offline: no deps, no build isolation)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target),
+         str(PLUGINS / plugin)],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def _ask(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "slmchat", "ask", *args],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180,
+        env={**os.environ, **env}, start_new_session=True,  # no controlling terminal to ask on
+    )  # fmt: skip
+
+
+@pytest.mark.plugins
+def test_ask_uses_a_plugin_installed_from_the_plugins_folder(tmp_path: Path) -> None:
+    _install("slmchat-calculator", tmp_path / "site")
+    env = {"PYTHONPATH": str(tmp_path / "site"), "SLMCHAT_TOOLS__ENABLED": '["calculate"]',
+           "SLMCHAT_SMALL__TEMPERATURE": "0", "SLMCHAT_SMALL__MAX_TOKENS": "48"}  # fmt: skip
+    done = _ask("--json", "What is 37 * 91?", env=env)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    call, result = data["tool_events"][:2]
+    assert call["name"] == "calculate" and call["requires_approval"] is False
+    assert result["kind"] == "tool_result" and result["ok"] and result["result"] == "3367"
+    assert data["tools"]["calls"] == 1 and data["tools"]["termination"] == "answered"
+    assert data["latency"]["tool_ms"] >= 0 and data["answer"]
+
+
+@pytest.mark.plugins
+def test_ask_runs_a_tool_that_needs_approval_only_with_yes(tmp_path: Path) -> None:
+    _install("slmchat-files", tmp_path / "site")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("call the dentist on Monday\nbuy milk\n")
+    env = {"PYTHONPATH": str(tmp_path / "site"), "SLMCHAT_TOOLS__ENABLED": '["search_files"]',
+           "FILES_TOOL_ROOT": str(notes), "SLMCHAT_SMALL__TEMPERATURE": "0"}  # fmt: skip
+    question = "Search my notes for dentist"
+
+    refused = _ask("--json", "--tools", question, env=env)
+    assert refused.returncode == 0, refused.stderr
+    assert "needs approval and there is no terminal to ask: pass --yes" in refused.stderr
+    events = json.loads(refused.stdout)["tool_events"]
+    assert events[0]["name"] == "search_files" and events[0]["approved"] is False
+    assert not any(e["kind"] == "tool_result" for e in events)  # it did not run
+
+    allowed = _ask("--json", "--tools", "--yes", question, env=env)
+    events = json.loads(allowed.stdout)["tool_events"]
+    assert events[0]["approved"] is True
+    assert events[1]["kind"] == "tool_result" and events[1]["ok"]  # it ran (what it found is the model's query)
+    assert isinstance(json.loads(events[1]["result"]), list)
