@@ -181,7 +181,7 @@ class ToolLoop:
             stream = AnswerStream()
             if allow_tools:
                 schema = reply_schema(offered) if self.settings.constrain else None
-                messages = convo
+                messages = list(convo)  # a snapshot: the loop appends to convo later
             else:  # the answer in plain words: no tool list, no JSON, streamed as it comes
                 schema, messages = None, self._answer_messages(system, convo)
             async for piece in self._step(tier, messages, schema):
