@@ -174,6 +174,20 @@ def check_embedding() -> Check:
     return Check("embedding", "ok", f"{MODEL_ID} (onnxruntime {_version('onnxruntime')})")
 
 
+def check_tools(enabled: list[str]) -> Check:
+    """The tools the config enables, and plugins that failed to load."""
+    from slmchat.tools import load_tools
+
+    try:
+        box = load_tools(enabled)
+    except SlmchatError as exc:
+        return Check("tools", "fail", exc.message, exc.hint)
+    names = ", ".join(sorted(box.tools)) or "none (install a plugin: see docs/tools.md)"
+    if box.problems:
+        return Check("tools", "warn", f"{names}; " + "; ".join(box.problems), "fix or uninstall the plugin")
+    return Check("tools", "ok", names)
+
+
 def check_files() -> list[Check]:
     checks = []
     try:
@@ -201,6 +215,7 @@ async def run_checks() -> list[Check]:
         return checks
     checks.append(await check_tier("small", config.small, config))
     checks.append(await check_tier("large", config.large, config))
+    checks.append(check_tools(config.tools.enabled))
     if not any(c.name.endswith("tier") and "ollama:" in c.detail for c in checks):
         checks.append(await check_ollama(None))
     return checks

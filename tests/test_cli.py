@@ -209,7 +209,10 @@ def test_doctor_reports_each_part(tmp_path: Path) -> None:
     assert "ok    small tier: llamacpp:smollm2" in out
     assert "FAIL  large tier: openai:big: cannot reach" in out
     assert "warn  ollama: no Ollama server" in out and "ollama serve" in out
+    assert "ok    tools: none (install a plugin" in out  # tests turn installed plugins off
     assert result.returncode == 1
+    missing = slmchat("doctor", env={"SLMCHAT_TOOLS__ENABLED": '["no_such_tool"]'}).stdout
+    assert "warn  tools: none" in missing and "tool no_such_tool is enabled in the config but not installed" in missing
 
 
 def test_doctor_with_a_working_large_tier(tmp_path: Path, llama_server: str) -> None:
