@@ -64,7 +64,7 @@ def reply_schema(specs: list[ToolSpec], allow_answer: bool = True, allow_tools: 
     options: list[dict[str, Any]] = []
     defs: dict[str, Any] = {}
     for spec in specs if allow_tools else []:
-        arguments = {k: v for k, v in spec.parameters.items() if k != "$defs"}
+        arguments = bounded({k: v for k, v in spec.parameters.items() if k != "$defs"})
         defs.update(spec.parameters.get("$defs", {}))
         arguments.setdefault("type", "object")
         arguments["additionalProperties"] = False
@@ -86,6 +86,30 @@ def reply_schema(specs: list[ToolSpec], allow_answer: bool = True, allow_tools: 
         schema = {**schema, "$defs": defs}
     names = tuple(spec.name for spec in specs) if allow_tools else ()
     return ReplySchema(schema, names, allow_answer or not options)
+
+
+#: bounds for strings and lists that set none: a small model sometimes repeats inside a value
+#: ("employees_table_delete_custom_custom_…") until max_tokens, and the call is lost
+MAX_STRING = 200
+MAX_ITEMS = 32
+
+
+def bounded(schema: Any) -> Any:
+    """``schema`` with a length cap on every unbounded string and array, at any depth."""
+    if isinstance(schema, list):
+        return [bounded(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: bounded(v) if k in ("items", "anyOf", "oneOf", "allOf") else v for k, v in schema.items()}
+    if "properties" in schema:
+        out["properties"] = {name: bounded(sub) for name, sub in schema["properties"].items()}
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    if "string" in kinds and "enum" not in schema and "pattern" not in schema:
+        out.setdefault("maxLength", MAX_STRING)
+    if "array" in kinds:
+        out.setdefault("maxItems", MAX_ITEMS)
+    return out
 
 
 def parse_reply(text: str) -> Reply:
