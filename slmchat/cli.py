@@ -291,10 +291,12 @@ def _add_groups() -> None:
     from slmchat.eval import tools_cli  # noqa: F401  (registers `eval tools`)
     from slmchat.eval.cli import eval_group
     from slmchat.keys_cli import keys_group
+    from slmchat.memory.cli import memory_group
     from slmchat.routing.cli import route_group
 
     main.add_command(eval_group)
     main.add_command(keys_group)
+    main.add_command(memory_group)
     main.add_command(route_group)
 
 

@@ -28,6 +28,8 @@ PATH_VARIABLES = {
     "SLMCHAT_KEYRING",  # which key store (slmchat.keys), not a config key
     "SLMCHAT_KEYRING_PASSPHRASE",
 }
+#: short names for keys that users set often; the value is taken as a plain string
+ENV_ALIASES = {"SLMCHAT_MEMORY_URL": ("memory", "url")}
 
 
 class TierConfig(BaseModel):
@@ -97,6 +99,23 @@ class ToolsConfig(BaseModel):
     )
 
 
+class MemoryConfig(BaseModel):
+    """Long-term memory: where it is stored, and how much of it a turn recalls."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="recall before each turn and remember after it")
+    url: str | None = Field(None, description="a Chroma server (http://host:port) shared between machines")
+    path: Path | None = Field(None, description="the embedded database folder; default: memory/ in the data dir")
+    recall_k: int = Field(5, ge=1, le=50, description="most facts and past exchanges recalled per turn")
+    recall_tokens: int = Field(256, ge=16, description="most prompt tokens recall may add")
+    min_similarity: float = Field(0.3, ge=-1, le=1, description="recalled items are at least this similar")
+    recency_weight: float = Field(0.1, ge=0, le=1, description="how much newer items are preferred")
+    half_life_days: float = Field(30.0, gt=0, description="age at which the recency bonus halves")
+    extract: bool = Field(True, description="extract facts about the user from each message (small model)")
+    store_exchanges: bool = Field(True, description="keep each question and answer for recall")
+
+
 class Config(BaseModel):
     """The whole configuration file."""
 
@@ -109,12 +128,16 @@ class Config(BaseModel):
     route: str = Field("auto", pattern="^(auto|small|large)$", description="default route for every turn")
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
 
 
 def _env_overrides() -> dict[tuple[str, ...], tuple[str, Any]]:
     """``{key path: (variable name, value)}`` for every SLMCHAT_* config variable."""
     found: dict[tuple[str, ...], tuple[str, Any]] = {}
     for name, raw in os.environ.items():
+        if name in ENV_ALIASES:
+            found[ENV_ALIASES[name]] = (name, raw)
+            continue
         if not name.startswith(ENV_PREFIX) or name in PATH_VARIABLES:
             continue
         key = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
@@ -240,6 +263,15 @@ max_steps = 1
 recovery_budget = 2
 # tools that touch the outside world: ask | always | never
 approve = "ask"
+
+[memory]
+# facts about you and past exchanges, recalled when relevant (stored in Chroma in the data dir)
+enabled = true
+# a Chroma server shared between machines (or SLMCHAT_MEMORY_URL):
+# url = "http://127.0.0.1:8000"
+recall_k = 5
+recall_tokens = 256
+extract = true
 
 [aliases]
 # fast = "ollama:llama3.2:3b"

@@ -51,6 +51,8 @@ class TurnStats:
     answered_by: str = ""  # the tier whose answer stands: the routed one, or large after an escalation
     cost: TurnCost | None = None  # what the turn's model calls cost, and the large-tier equivalent
     tools: dict[str, Any] | None = None  # tool calls, recoveries and why the agent loop ended
+    history_shortened: int = 0  # older answers cut to fit the window
+    memory: dict[str, Any] | None = None  # what recall put in the prompt (or why memory was off)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,8 @@ class TurnStats:
             "answered_by": self.answered_by,
             "cost": self.cost.to_dict() if self.cost else None,
             "tools": self.tools,
+            "history_shortened": self.history_shortened,
+            "memory": self.memory,
         }
 
 
@@ -156,6 +160,35 @@ class Recovery(Event):
     message: str
     step: int
     action: str
+
+
+@dataclass(frozen=True)
+class Compacted(Event):
+    """The history did not fit: ``shortened`` older answers were cut and ``dropped`` messages left out."""
+
+    kind: ClassVar[str] = "compacted"
+    shortened: int
+    dropped: int
+    tokens: int  # what the window used after compacting
+
+    @property
+    def note(self) -> str:
+        parts = []
+        if self.shortened:
+            parts.append(f"{self.shortened} older answer{'s' if self.shortened != 1 else ''} shortened")
+        if self.dropped:
+            parts.append(f"{self.dropped // 2 or 1} oldest exchange{'s' if self.dropped > 2 else ''} left out")
+        return f"[history compacted to fit the model: {', '.join(parts)}]"
+
+
+@dataclass(frozen=True)
+class MemoryRecalled(Event):
+    """Facts and past exchanges put in the prompt for this turn (``recalled`` lists them)."""
+
+    kind: ClassVar[str] = "memory_recalled"
+    recalled: list[dict[str, Any]]
+    tokens: int
+    ms: float
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -18,38 +17,33 @@ import numpy as np
 
 from slmchat import paths
 from slmchat.accounting.pricing import TurnCost, call_costs, price_for, total_cost
+from slmchat.answering import Answering
 from slmchat.backends import ChatBackend
-from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage
+from slmchat.backends.base import CancelToken, Message, StreamEnd, Usage, estimate_tokens
 from slmchat.config import Config, TierConfig, load_config
-from slmchat.embedding import default_embedder
 from slmchat.errors import SlmchatError
 from slmchat.events import (
-    Escalated,
     Event,
+    MemoryRecalled,
     RouteDecided,
-    Token,
     TurnDone,
     TurnFailed,
     TurnStats,
     TurnStatus,
 )
+from slmchat.memory.manager import Memory
 from slmchat.routing import Route, RouteDecision, Router, Tier
 from slmchat.routing.budget import budget_block
-from slmchat.routing.signals import failure_signal, repetition_loop
 from slmchat.store import Store, TurnRecord, new_conversation_id
 from slmchat.tiers import Tiers
-from slmchat.tools.agent import AgentSettings, ApproveFn, CircuitBreaker, ToolLoop, approver
-from slmchat.tools.calls import ReplySchema
-from slmchat.tools.prompt import openai_tools
+from slmchat.tools.agent import AgentSettings, ApproveFn, CircuitBreaker
 from slmchat.tools.registry import Toolbox, load_tools
-from slmchat.tools.relevance import relevant_toolbox
 from slmchat.turn_state import TurnState
-from slmchat.window import fit_window, history_budget
 
 LATENCY_COLUMNS = ("ttft_ms", "total_ms", "tokens_per_s")
 
 
-class Session:
+class Session(Answering):
     """A conversation with a small and an optional large tier.
 
     Use ``async for event in session.turn(text)`` from async code, or ``session.ask(text)``
@@ -69,6 +63,7 @@ class Session:
         router: Router | None = None,
         tools: Toolbox | None = None,
         approve: ApproveFn | None = None,
+        memory: Memory | None = None,
     ) -> None:
         """``backends`` supplies ready backend objects (a custom one, or one shared between sessions).
 
@@ -90,6 +85,10 @@ class Session:
         self._started = time.time()  # the session budget counts from here
         self.toolbox = tools if tools is not None else load_tools(self.config.tools.enabled)
         self.use_tools = True  # the session switch; a turn can still say otherwise
+        enabled = self.config.memory.enabled
+        self.memory = memory if memory is not None else (Memory(self.config.memory) if enabled else None)
+        self.use_memory = True  # the session switch for memory
+        self._pending: set[asyncio.Future[None]] = set()
         self.approve = approve  # faces set this to ask the user
         self._breaker = CircuitBreaker(AgentSettings.breaker_failures, AgentSettings.breaker_cooldown_s)
         self.conversation_id = self._open_conversation(conversation_id, resume_latest)
@@ -164,20 +163,28 @@ class Session:
             self._cancel.cancel()
 
     async def turn(
-        self, text: str, route: Route | str | None = None, tools: bool | None = None
+        self, text: str, route: Route | str | None = None, tools: bool | None = None, memory: bool | None = None
     ) -> AsyncIterator[Event]:
         """Run one turn and stream its events; always ends with TurnDone or TurnFailed.
 
         ``tools`` offers (True) or withholds (False) the tools for this turn; default: ``use_tools``.
+        ``memory=False`` keeps the turn out of memory: nothing recalled, nothing stored.
         """
         started = time.perf_counter()
         route = Route(route) if route is not None else self.route
         cancel = self._cancel = CancelToken()
         decision, embedding = self._route(text, route)
-        turn = TurnState(text, decision, started, embedding=embedding, ran_on=decision.tier)
+        turn = TurnState(
+            text, decision, started, embedding=embedding, ran_on=decision.tier, system=self.config.system_prompt
+        )
         turn.events.append(RouteDecided(decision).to_dict())
         yield RouteDecided(decision)
+        remembering = self.memory is not None and (self.use_memory if memory is None else memory)
         try:
+            if remembering:
+                recalled = await self._recall(turn)
+                if recalled is not None:
+                    yield recalled
             offered = self._offered_tools(turn, tools)
             runner = self._tool_turn(turn, cancel, offered) if offered else self._plain_turn(turn, cancel)
             async for event in runner:
@@ -185,9 +192,15 @@ class Session:
             turn.finished_at = time.perf_counter()
             if turn.end is None:
                 raise SlmchatError(f"{decision.model} ended its stream without finishing", "try again")
+            if turn.compaction is not None:
+                turn.events.append(turn.compaction.to_dict())
+                yield turn.compaction
             stats = self._stats(turn, "interrupted" if turn.end.finish_reason == "cancelled" else "ok")
             turn.events.append(TurnDone(stats).to_dict())
-            yield TurnDone(replace(stats, turn_id=self._save(turn, stats.status, None, stats)))
+            turn_id = self._save(turn, stats.status, None, stats)
+            if remembering and stats.status == "ok":
+                self._remember_later(turn, turn_id)
+            yield TurnDone(replace(stats, turn_id=turn_id))
         except SlmchatError as exc:
             turn.events.append(TurnFailed(exc.message, exc.hint, turn.text_so_far).to_dict())
             turn_id = self._save(turn, "failed", exc.message, None)
@@ -211,134 +224,6 @@ class Session:
                 self._save(turn, "interrupted", None, self._stats(turn, "interrupted"))
             self._cancel = None
 
-    async def _stream(
-        self,
-        tier: Tier,
-        turn: TurnState,
-        cancel: CancelToken,
-        system: str | None = None,
-        extra: Sequence[Message] = (),
-        schema: ReplySchema | None = None,
-    ) -> AsyncIterator[str]:
-        """One model call: fit the window for ``tier``, stream raw text, stop the call if it loops.
-
-        ``extra`` are the turn's own messages after the question (tool calls and results).
-        """
-        waiting = time.perf_counter()
-        backend = await self.backend(tier)
-        turn.load_s += time.perf_counter() - waiting  # loading the model, not routing
-        cfg = self.tiers.settings(tier)
-        assert cfg is not None
-        count = lambda s: backend.count_tokens(s)[0]  # noqa: E731
-        budget = history_budget(cfg.context_tokens, backend.context_tokens, cfg.max_tokens)
-        budget -= sum(count(m.content) for m in extra)
-        window = fit_window(system or self.config.system_prompt, self.history, turn.text, budget, count)
-        turn.dropped = window.dropped
-        params = GenParams(
-            max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed,
-            json_schema=schema.schema if schema else None,
-            tools=openai_tools([s for s in self.toolbox.specs if s.name in schema.tools]) if schema else None,
-        )  # fmt: skip
-        call = CancelToken(parent=cancel)  # stops this call alone when it loops
-        turn.in_flight = (tier, time.perf_counter())
-        raw: list[str] = []
-        # run the stream to its end (StreamEnd is its last item) so no generator is left
-        # suspended for the garbage collector to close on a loop that may be gone
-        async with aclosing(backend.stream([*window.messages, *extra], params, call)) as stream:
-            async for item in stream:
-                if isinstance(item, StreamEnd):
-                    turn.end = item
-                    continue
-                raw.append(item)
-                yield item
-                if tier == "small" and len(raw) % 8 == 0 and turn.looping is None:
-                    turn.looping = repetition_loop("".join(raw))
-                    if turn.looping is not None:
-                        call.cancel()
-        turn.finished_at = time.perf_counter()
-        self._record_call(turn)
-
-    async def _call(self, tier: Tier, turn: TurnState, cancel: CancelToken) -> AsyncIterator[Event]:
-        """The plain answer of a turn without tools, token by token."""
-        async for piece in self._stream(tier, turn, cancel):
-            if turn.first_token_at is None:
-                turn.first_token_at = time.perf_counter()
-            turn.answer.append(piece)
-            yield Token(piece)
-
-    async def _plain_turn(self, turn: TurnState, cancel: CancelToken) -> AsyncIterator[Event]:
-        """An answer without tools; a failure signal redoes it on the large tier."""
-        decision = turn.decision
-        async for event in self._call(decision.tier, turn, cancel):
-            yield event
-        signal = failure_signal(turn.text_so_far, turn.end.finish_reason if turn.end else "", turn.looping)
-        if turn.looping is not None and turn.end is not None and not cancel.cancelled:
-            turn.end = replace(turn.end, finish_reason="loop")  # stopped by the engine, not the user
-        if signal and decision.tier == "small" and decision.override is not Route.SMALL and not cancel.cancelled:
-            escalated = self._escalation(signal, turn)
-            turn.escalation = escalated.reason
-            turn.events.append(escalated.to_dict())
-            yield escalated
-            if escalated.to_tier == "large":
-                turn.restart("large")
-                async for event in self._call("large", turn, cancel):
-                    yield event
-
-    def _offered_tools(self, turn: TurnState, wanted: bool | None) -> Toolbox:
-        """The tools this turn offers: none if switched off, all if asked for, else the relevant ones."""
-        if not self.toolbox or not (self.use_tools if wanted is None else wanted):
-            return Toolbox()
-        if wanted:
-            return self.toolbox
-        embedder = self.router.scorer.embedder if self.router.uses_embedding else default_embedder()
-        return relevant_toolbox(self.toolbox, turn.text, turn.embedding, embedder)
-
-    async def _tool_turn(self, turn: TurnState, cancel: CancelToken, toolbox: Toolbox) -> AsyncIterator[Event]:
-        """A turn with tools: the agent loop asks, calls, recovers; a step may go to the large tier."""
-        decision = turn.decision
-        may_escalate = decision.tier == "small" and decision.override is not Route.SMALL
-
-        def step(tier: str, convo: list[Message], schema: ReplySchema | None) -> AsyncIterator[str]:
-            turn.ran_on = tier  # type: ignore[assignment]
-            turn.looping = None
-            return self._stream(tier, turn, cancel, convo[0].content, convo[2:], schema)  # type: ignore[arg-type]
-
-        loop = ToolLoop(
-            toolbox, step, settings=AgentSettings.from_config(self.config.tools), breaker=self._breaker,
-            approve=approver(self.config.tools.approve, self.approve),
-            escalate=(lambda reason: self._escalation(reason, turn, "step")) if may_escalate else None,
-            tier=decision.tier,
-        )  # fmt: skip
-        turn.tool_run = loop.result
-        async for event in loop.run(self.config.system_prompt, [Message("user", turn.text)]):
-            if isinstance(event, Token):
-                turn.first_token_at = turn.first_token_at or time.perf_counter()
-                turn.answer.append(event.text)
-            else:
-                turn.events.append(event.to_dict())
-            if isinstance(event, Escalated):
-                turn.escalation = event.reason
-            yield event
-        turn.answer = [loop.result.answer]  # what the loop settled on (not a call the user saw streamed)
-
-    def _record_call(self, turn: TurnState) -> None:
-        """Close the model call in flight (also when the turn was abandoned halfway through it)."""
-        if turn.in_flight is not None:
-            turn.close_call(self.model_name(turn.in_flight[0]) or "")
-
-    def _escalation(self, signal: str, turn: TurnState, scope: str = "answer") -> Escalated:
-        """Where a failed small-tier answer (or step) goes: the large tier if there is one."""
-        large = self.model_name("large")
-        usage = turn.end.usage if turn.end else Usage(None, None, estimated=True)
-        blocked = self._budget_block() if large is not None else None
-        small = self.model_name("small") or ""
-        kept = "the answer stands" if scope == "answer" else "the small tier answers without tools"
-        if blocked:
-            return Escalated(f"{signal}; {blocked}, so {kept}", "small", "small", small, usage, scope)
-        if large is None:
-            return Escalated(f"{signal}; no large tier is configured, so {kept}", "small", "small", small, usage, scope)
-        return Escalated(signal, "small", "large", large, usage, scope)
-
     def _route(self, text: str, route: Route) -> tuple[RouteDecision, np.ndarray | None]:
         """Score the request (one embedding per turn, kept for memory) and decide the tier."""
         models = {t: self.model_name(t) for t in ("small", "large")}
@@ -347,6 +232,36 @@ class Session:
 
     def _budget_block(self) -> str | None:
         return budget_block(self.config.routing, self.tiers.settings("large"), self.store, self._started)
+
+    async def _recall(self, turn: TurnState) -> MemoryRecalled | None:
+        """Put relevant memories in the turn's system prompt; say so when memory is off."""
+        assert self.memory is not None
+        recalled = await self.memory.recall(turn.text, turn.embedding, estimate_tokens)
+        turn.memory = recalled.to_dict()
+        block = self.memory.prompt_block(recalled)
+        if not block:
+            return None
+        turn.system = f"{turn.system}\n\n{block}" if turn.system else block
+        event = MemoryRecalled(turn.memory["recalled"], recalled.tokens, recalled.ms)
+        turn.events.append(event.to_dict())
+        return event
+
+    def _remember_later(self, turn: TurnState, turn_id: int) -> None:
+        """Store the exchange and its facts in the background, off the reply's path."""
+        assert self.memory is not None
+        memory, cid, answer = self.memory, self.conversation_id, turn.text_so_far
+
+        async def remember() -> None:
+            await memory.remember_turn(await self.backend("small"), turn.text, answer, cid, turn_id)
+
+        task = asyncio.ensure_future(remember())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def settle(self) -> None:
+        """Wait for background memory work (a script's last turn must not lose its facts)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     def _stats(self, turn: TurnState, status: TurnStatus) -> TurnStats:
         backend = self.tiers.loaded(turn.ran_on or turn.decision.tier)
@@ -407,6 +322,7 @@ class Session:
         return self._loop.run_until_complete(coro)
 
     async def aclose(self) -> None:
+        await self.settle()
         await self.tiers.aclose()
 
     def close(self) -> None:

@@ -43,6 +43,10 @@ class TurnState:
     ran_on: Tier | None = None  # the tier whose answer stands (the routed one, or large after escalating)
     escalation: str | None = None
     tool_run: Any = None  # the agent loop's AgentRun, when the turn offered tools
+    system: str = ""  # the system prompt of this turn (the config's, plus recalled memories)
+    memory: dict[str, Any] | None = None  # what recall did (Recalled.to_dict())
+    compaction: Any = None  # the Compacted event, when the history had to be compacted
+    shortened: int = 0
 
     answer: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -113,4 +117,6 @@ class TurnState:
             answered_by=self.ran_on or self.decision.tier,
             cost=cost,
             tools=run.summary() if run is not None else None,
+            history_shortened=self.shortened,
+            memory=self.memory,
         )

@@ -59,6 +59,15 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 
 
 @pytest.fixture(autouse=True)
+def no_memory_by_default(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions get no long-term memory unless the test is marked ``@pytest.mark.memory``
+    (or passes a ``Memory`` itself): recall and fact extraction would change every answer.
+    ``tests.test_cli.slmchat`` does the same for a CLI in a subprocess."""
+    if request.node.get_closest_marker("memory") is None:
+        monkeypatch.setattr("slmchat.session.Memory", lambda config: None)
+
+
+@pytest.fixture(autouse=True)
 def no_installed_tools(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Plugins installed in this Python (CI installs plugins/) stay out of tests that did not ask.
 

@@ -16,8 +16,8 @@ from tests.conftest import free_port
 
 
 def slmchat(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the CLI; installed tool plugins are off unless ``env`` sets SLMCHAT_TOOLS__ENABLED."""
-    env = {"SLMCHAT_TOOLS__ENABLED": "[]", **(env or {})}
+    """Run the CLI; tool plugins and memory are off unless ``env`` turns them on."""
+    env = {"SLMCHAT_TOOLS__ENABLED": "[]", "SLMCHAT_MEMORY__ENABLED": "false", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "slmchat", *args],
         input=stdin,
@@ -241,7 +241,7 @@ def test_ctrl_c_stops_ask_and_keeps_the_partial_answer(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "slmchat", "ask", "Write a very long story about a dragon who learns to cook."],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "SLMCHAT_TOOLS__ENABLED": "[]"},
+        env={**os.environ, "SLMCHAT_TOOLS__ENABLED": "[]", "SLMCHAT_MEMORY__ENABLED": "false"},
     )  # fmt: skip
     assert proc.stdout is not None
     first = proc.stdout.read(20)  # the answer has started streaming

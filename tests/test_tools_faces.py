@@ -107,7 +107,8 @@ def _ask(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "slmchat", "ask", *args],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180,
-        env={**os.environ, **env}, start_new_session=True,  # no controlling terminal to ask on
+        env={**os.environ, "SLMCHAT_MEMORY__ENABLED": "false", **env},
+        start_new_session=True,  # no controlling terminal to ask on
     )  # fmt: skip
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from slmchat.backends.base import Message
-from slmchat.window import PER_MESSAGE_OVERHEAD, fit_window
+from slmchat.memory.window import PER_MESSAGE_OVERHEAD, fit_window
 
 
 def words(text: str) -> int:

@@ -1,0 +1,151 @@
+"""Memory as the engine sees it: recall before a turn, remember after it, and the user's own controls.
+
+Storage problems never stop the chat: the first one turns memory off for the session, and
+each turn says so in its stats (``memory.note``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from slmchat.config import MemoryConfig
+from slmchat.memory.types import FactChange, Hit, MemoryUnavailable, Recalled
+
+RECALL_HEADER = "What you know from earlier conversations with the user (use it when it is relevant):"
+EXCHANGE_CHARS = 600  # a stored exchange is cut to this many characters
+
+
+class Memory:
+    """Long-term memory for one session: a store opened on first use, recall, extraction."""
+
+    def __init__(self, config: MemoryConfig, opener: Callable[[], Any] | None = None) -> None:
+        self.config = config
+        self._opener = opener
+        self._store: Any = None
+        self.unavailable: str | None = None  # why memory is off, after a failure
+        self.hint: str | None = None
+
+    # -- the store ------------------------------------------------------------------------
+
+    def store(self) -> Any:
+        """The open store, or None when memory is unavailable (the reason is in ``unavailable``)."""
+        if self._store is None and self.unavailable is None:
+            try:
+                self._store = self._opener() if self._opener else self._open_default()
+            except MemoryUnavailable as exc:
+                self._fail(exc)
+        return self._store
+
+    def _open_default(self) -> Any:
+        from slmchat.memory.store import MemoryStore
+
+        return MemoryStore.open(self.config.path, self.config.url)
+
+    def _fail(self, exc: MemoryUnavailable) -> None:
+        self.unavailable, self.hint = exc.message, exc.hint
+        self._store = None
+
+    def _use(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a store method; a storage failure turns memory off instead of failing the turn."""
+        store = self.store()
+        if store is None:
+            raise MemoryUnavailable(self.unavailable or "memory is unavailable", self.hint)
+        try:
+            return getattr(store, method)(*args, **kwargs)
+        except MemoryUnavailable as exc:
+            self._fail(exc)
+            raise
+
+    # -- recall ---------------------------------------------------------------------------
+
+    async def recall(self, text: str, embedding: np.ndarray | None, count: Callable[[str], int]) -> Recalled:
+        """The facts and exchanges most relevant to ``text`` that fit ``recall_tokens``."""
+        started = time.perf_counter()
+        try:
+            hits = await asyncio.to_thread(
+                self._use, "search", None if embedding is not None else text, embedding=embedding,
+                k=self.config.recall_k, recency_weight=self.config.recency_weight,
+                half_life_days=self.config.half_life_days, min_similarity=self.config.min_similarity,
+            )  # fmt: skip
+        except MemoryUnavailable as exc:
+            return Recalled(note=f"memory off: {exc.message}")
+        chosen, used = [], count(RECALL_HEADER)
+        for hit in hits:
+            cost = count(_line(hit))
+            if used + cost > self.config.recall_tokens:
+                continue
+            chosen.append(hit)
+            used += cost
+        return Recalled(chosen, used if chosen else 0, (time.perf_counter() - started) * 1000)
+
+    @staticmethod
+    def prompt_block(recalled: Recalled) -> str:
+        """The text added to the system prompt (empty when nothing was recalled)."""
+        if not recalled.hits:
+            return ""
+        return "\n".join([RECALL_HEADER, *(_line(hit) for hit in recalled.hits)])
+
+    # -- remembering ----------------------------------------------------------------------
+
+    async def remember_turn(
+        self, backend: Any, user_text: str, answer: str, conversation_id: str, turn_id: int | None
+    ) -> list[FactChange]:
+        """After an answer: store the exchange, extract facts from the user's words, reconcile them."""
+        from slmchat.memory.facts import extract_facts
+
+        changes: list[FactChange] = []
+        try:
+            if self.config.store_exchanges and answer:
+                exchange = f"User: {user_text}\nAssistant: {answer}"[:EXCHANGE_CHARS]
+                await asyncio.to_thread(
+                    self._use, "add", exchange, "exchange", conversation_id=conversation_id, turn_id=turn_id
+                )
+            if self.config.extract:
+                for fact, confidence in await extract_facts(backend, user_text):
+                    changes.append(
+                        await asyncio.to_thread(
+                            self._store_fact, fact, confidence, conversation_id, turn_id, "extracted"
+                        )
+                    )
+        except MemoryUnavailable:
+            pass  # reported by the next turn's recall
+        return changes
+
+    def _store_fact(
+        self, fact: str, confidence: float | None, conversation_id: str | None, turn_id: int | None, source: str
+    ) -> FactChange:
+        from slmchat.memory.facts import decide
+
+        change = decide(fact, self._use("nearest_facts", fact))
+        if change.action == "add":
+            item = self._use("add", fact, "fact", conversation_id=conversation_id, turn_id=turn_id, source=source,
+                             confidence=confidence)  # fmt: skip
+            change = FactChange("add", fact, item.id, reason=change.reason)
+        elif change.action == "update" and change.item_id:
+            self._use("update", change.item_id, fact, confidence=confidence, source=source)
+        elif change.action == "delete" and change.item_id:
+            self._use("delete", [change.item_id])
+        return change
+
+    def remember(self, text: str, conversation_id: str | None = None) -> FactChange:
+        """``/remember TEXT``: the user's own words become a fact (reconciled like any other)."""
+        text = " ".join(text.split())
+        if not text:
+            raise MemoryUnavailable("nothing to remember", "give the fact: /remember I prefer metric units")
+        return self._store_fact(text, 1.0, conversation_id, None, "user")
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        return self._use("search", query, k=k, recency_weight=0.0)
+
+    def forget(self, ids: list[str]) -> int:
+        return self._use("delete", ids)
+
+
+def _line(hit: Hit) -> str:
+    text = " ".join(hit.item.text.split())
+    return f"- {text}" if hit.item.kind == "fact" else f"- Earlier exchange: {text}"
