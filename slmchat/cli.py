@@ -14,7 +14,7 @@ import click
 from slmchat import __version__, paths
 from slmchat.config import load_config, write_template
 from slmchat.errors import SlmchatError
-from slmchat.events import Escalated, RouteDecided, Token, TurnDone, TurnFailed
+from slmchat.events import Compacted, Escalated, RouteDecided, Token, TurnDone, TurnFailed
 from slmchat.routing import Route
 from slmchat.tools.prompt import call_text
 from slmchat.transcript import tool_line
@@ -68,6 +68,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--conversation", "conversation_id", help="Continue the conversation with this id.")
 @click.option("--tools/--no-tools", "tools", default=None, help="Offer the enabled tools (default) or not.")
 @click.option("--yes", "-y", "approve_all", is_flag=True, help="Run tools that need approval without asking.")
+@click.option("--no-memory", is_flag=True, help="Keep this turn out of memory: nothing recalled, nothing stored.")
 @click.pass_context
 def ask(
     ctx: click.Context,
@@ -79,6 +80,7 @@ def ask(
     conversation_id: str | None,
     tools: bool | None,
     approve_all: bool,
+    no_memory: bool,
 ) -> None:
     """Answer TEXT and exit. Piped input is added after TEXT (or is the question on its own).
 
@@ -98,7 +100,7 @@ def ask(
         click.echo(f"warning: {problem}", err=True)
     session.approve = (lambda _call: True) if approve_all else _ask_on_terminal
     try:
-        code = asyncio.run(_ask(session, prompt, route, as_json, tools))
+        code = asyncio.run(_ask(session, prompt, route, as_json, tools, False if no_memory else None))
     except KeyboardInterrupt:
         click.echo("\n[interrupted: the partial answer is saved]", err=True)
         code = 130
@@ -120,11 +122,13 @@ def _ask_on_terminal(call: Any) -> bool:
         return False
 
 
-async def _ask(session: Any, prompt: str, route: str | None, as_json: bool, tools: bool | None = None) -> int:
+async def _ask(
+    session: Any, prompt: str, route: str | None, as_json: bool, tools: bool | None = None, memory: bool | None = None
+) -> int:
     streamed = False
     tool_events: list[dict[str, Any]] = []
     try:
-        async with aclosing(session.turn(prompt, route, tools)) as events:
+        async with aclosing(session.turn(prompt, route, tools, memory)) as events:
             async for event in events:
                 if (line := tool_line(event)) is not None:
                     tool_events.append(event.to_dict())
@@ -141,7 +145,12 @@ async def _ask(session: Any, prompt: str, route: str | None, as_json: bool, tool
                     if streamed:
                         sys.stdout.write("\n")
                     click.echo(event.note, err=True)
+                elif isinstance(event, Compacted) and not as_json:
+                    click.echo(event.note, err=True)
                 elif isinstance(event, TurnDone):
+                    note = (event.stats.memory or {}).get("note")
+                    if note and not as_json:
+                        click.echo(f"[{note}]", err=True)
                     if as_json:
                         click.echo(json.dumps({**_ask_json(event), "tool_events": tool_events}, ensure_ascii=False))
                     elif streamed:
@@ -168,6 +177,9 @@ def _ask_json(event: TurnDone) -> dict[str, Any]:
         "escalation": stats.escalation,
         "answered_by": stats.answered_by,
         "tools": stats.tools,
+        "memory": stats.memory,
+        "history_dropped": stats.history_dropped,
+        "history_shortened": stats.history_shortened,
         "conversation_id": stats.conversation_id,
         "turn_id": stats.turn_id,
     }

@@ -19,7 +19,7 @@ from prompt_toolkit.key_binding import KeyBindings
 
 from slmchat import paths
 from slmchat.errors import SlmchatError
-from slmchat.events import Escalated, RouteDecided, Token, ToolCall, TurnDone, TurnFailed
+from slmchat.events import Compacted, Escalated, RouteDecided, Token, ToolCall, TurnDone, TurnFailed
 from slmchat.routing import Route
 from slmchat.session import Session
 from slmchat.tools.prompt import call_text, compact_signature
@@ -34,6 +34,9 @@ commands:
   /large TEXT, /small TEXT   send this one message to that tier
   /good, /bad           judge the last answer (calibration learns from it)
   /tools [on|off]       list the tools, or offer them (on) or not (off) from now on
+  /remember TEXT        remember a fact about you ("I prefer metric units")
+  /forget QUERY         show the memories matching QUERY and delete them if you say so
+  /memory [on|off]      show what is remembered, or use memory (on) or not (off) from now on
   /quit                 leave (Ctrl-D works too)
 Enter sends, Alt-Enter adds a line, Ctrl-C stops an answer."""
 
@@ -56,6 +59,7 @@ class Repl:
         self.prompt = prompt
         self.out = out
         self.last_stats = ""
+        self.memory_note: str | None = None
         session.approve = self.approve
 
     async def approve(self, call: ToolCall) -> bool:
@@ -93,7 +97,7 @@ class Repl:
                 continue
             route, text = _tier_prefix(text)
             if route is None and text.startswith("/"):
-                if not self.command(text):
+                if not await self.command(text):
                     break
                 continue
             if text:
@@ -104,7 +108,7 @@ class Repl:
         loading = self.session.start_loading("small")
         loading.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
 
-    def command(self, line: str) -> bool:
+    async def command(self, line: str) -> bool:
         """Run a slash command; False means quit."""
         name, _, arg = line.partition(" ")
         arg = arg.strip()
@@ -120,6 +124,8 @@ class Repl:
                 self.write(f"error: {exc}\n")
         elif name == "/tools":
             self.tools(arg)
+        elif name in ("/remember", "/forget", "/memory"):
+            await self.memory_command(name, arg)
         elif name == "/new":
             cid = self.session.new_conversation()
             self.write(f"new conversation {cid}\n")
@@ -162,6 +168,52 @@ class Repl:
             f"tools {state}: {len(box.specs)} available\n" if box else "no tools installed (see docs/tools.md)\n"
         )
 
+    async def memory_command(self, name: str, arg: str) -> None:
+        """/remember, /forget and /memory: the user's own control over long-term memory."""
+        memory = self.session.memory
+        if memory is None:
+            self.write("memory is off in the config ([memory] enabled = false)\n")
+            return
+        try:
+            if name == "/remember":
+                change = await asyncio.to_thread(memory.remember, arg, self.session.conversation_id)
+                self.write(_change_text(change) + "\n")
+            elif name == "/forget":
+                await self.forget(memory, arg)
+            elif arg in ("on", "off"):
+                self.session.use_memory = arg == "on"
+                self.write(f"memory {arg}\n")
+            elif arg:
+                self.write("error: /memory takes on or off\n")
+            else:
+                facts = await asyncio.to_thread(memory.facts, 20)
+                for item in facts:
+                    self.write(f"  {item.text}\n")
+                state = "on" if self.session.use_memory else "off"
+                self.write(f"memory {state}: {len(facts)} fact{'s' if len(facts) != 1 else ''} shown\n")
+        except SlmchatError as exc:
+            self.write(f"error: {exc.message}\n" + (f"  fix: {exc.hint}\n" if exc.hint else ""))
+
+    async def forget(self, memory: Any, query: str) -> None:
+        if not query:
+            self.write("error: /forget needs something to look for: /forget my dog\n")
+            return
+        hits = [h for h in await asyncio.to_thread(memory.search, query, 5) if h.similarity >= FORGET_SIMILARITY]
+        if not hits:
+            self.write(f"nothing remembered about {query!r}\n")
+            return
+        for hit in hits:
+            self.write(f"  {hit.item.kind}: {hit.item.text}\n")
+        try:
+            reply = await self.prompt.prompt_async(f"delete these {len(hits)}? [y/N] ")
+        except (KeyboardInterrupt, EOFError):
+            reply = ""
+        if reply.strip().lower() not in ("y", "yes"):
+            self.write("nothing deleted\n")
+            return
+        deleted = await asyncio.to_thread(memory.forget, [hit.item.id for hit in hits])
+        self.write(f"deleted {deleted}\n")
+
     async def answer(self, text: str, route: Route | None = None) -> None:
         restore = _on_sigint(self.session.cancel)
         try:
@@ -173,9 +225,13 @@ class Repl:
                         self.write(event.text)
                     elif (line := tool_line(event)) is not None:
                         self.write(line + "\n")
-                    elif isinstance(event, Escalated):
+                    elif isinstance(event, Escalated | Compacted):
                         self.write(f"\n{event.note}\n")
                     elif isinstance(event, TurnDone):
+                        note = (event.stats.memory or {}).get("note")
+                        if note and note != self.memory_note:  # said once, not after every turn
+                            self.write(f"\n[{note}]")
+                        self.memory_note = note
                         self.last_stats = stats_line(event.stats)
                         self.write("\n" + ("[interrupted]\n" if event.stats.status == "interrupted" else ""))
                     elif isinstance(event, TurnFailed):
@@ -185,6 +241,20 @@ class Repl:
                             self.write(f"  fix: {event.hint}\n")
         finally:
             restore()
+
+
+#: /forget offers only memories at least this similar to the query
+FORGET_SIMILARITY = 0.3
+
+
+def _change_text(change: Any) -> str:
+    if change.action == "add":
+        return f"remembered: {change.fact}"
+    if change.action == "update":
+        return f"updated: {change.replaced} → {change.fact}"
+    if change.action == "delete":
+        return f"forgot: {change.replaced}"
+    return f"already remembered ({change.reason})"
 
 
 def _tier_prefix(text: str) -> tuple[Route | None, str]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from slmchat import paths
 from slmchat.errors import SlmchatError
+from slmchat.events import Compacted
 from slmchat.store import Store
 
 
@@ -33,6 +34,10 @@ def _when(ts: float) -> str:
 def conversation_json(store: Store, conversation_id: str) -> dict[str, Any]:
     turns = []
     for row in store.turns(conversation_id):
+        events = store.events(row["id"])
+        notes = [Compacted(e["shortened"], e["dropped"], e["tokens"]).note for e in events if e["kind"] == "compacted"]
+        tools = [e for e in events if e["kind"] in ("tool_call", "tool_result", "recovery")]
+        recalled = next((e["recalled"] for e in events if e["kind"] == "memory_recalled"), [])
         turns.append(
             {
                 "turn_id": row["id"],
@@ -52,6 +57,9 @@ def conversation_json(store: Store, conversation_id: str) -> dict[str, Any]:
                     "total_ms": row["total_ms"],
                     "tokens_per_s": row["tokens_per_s"],
                 },
+                "notes": notes,
+                "tool_events": tools,
+                "recalled": recalled,
             }
         )
     return {"conversation_id": conversation_id, "turns": turns}
@@ -66,10 +74,20 @@ def conversation_markdown(store: Store, conversation_id: str) -> str:
         label = f"**Assistant** ({route['tier']}, {route['model']})"
         if turn["status"] != "ok":
             label += f" — {turn['status']}"
+        lines += [f"> {note}" for note in turn["notes"]]
+        lines += [f"> recalled: {r['text']}" for r in turn["recalled"]]
+        lines += [f"> {line}" for e in turn["tool_events"] if (line := tool_line(_Event(e)))]
         lines += [label + ":", "", turn["answer"] or "_(no answer)_", ""]
         if turn["error"]:
             lines += [f"> error: {turn['error']}", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+class _Event:
+    """A stored event dict read like the event object it was (for ``tool_line``)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.__dict__.update(data)
 
 
 def stats_line(stats: Any) -> str:

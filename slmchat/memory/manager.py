@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from slmchat.config import MemoryConfig
+from slmchat.errors import SlmchatError
 from slmchat.memory.types import FactChange, Hit, MemoryUnavailable, Recalled
 
 RECALL_HEADER = "What you know from earlier conversations with the user (use it when it is relevant):"
@@ -136,8 +137,12 @@ class Memory:
         """``/remember TEXT``: the user's own words become a fact (reconciled like any other)."""
         text = " ".join(text.split())
         if not text:
-            raise MemoryUnavailable("nothing to remember", "give the fact: /remember I prefer metric units")
+            raise SlmchatError("nothing to remember", "give the fact: /remember I prefer metric units")
         return self._store_fact(text, 1.0, conversation_id, None, "user")
+
+    def facts(self, limit: int = 20) -> list[Any]:
+        """The most recently updated facts."""
+        return self._use("items", "fact", limit)
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         return self._use("search", query, k=k, recency_weight=0.0)

@@ -120,6 +120,8 @@ def parse_reply(text: str) -> Reply:
     start = _first_json_start(body)
     if start < 0:
         return Answer(stripped)
+    # words before the JSON (also before a fenced block): an answer that shows some JSON, unless it is a call
+    prose_before = start > 0 or bool(fenced and stripped[: fenced.start()].strip())
     candidate = body[start:]
     repaired = False
     try:
@@ -130,10 +132,10 @@ def parse_reply(text: str) -> Reply:
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]  # several calls: the first one runs now
     if not isinstance(data, dict) or not data:
-        if start > 0:
+        if prose_before:
             return Answer(stripped)  # prose that happens to contain a bracket
         return Malformed(stripped, "the JSON could not be read")
-    return _shape(data, stripped, repaired, prose_before=start > 0)
+    return _shape(data, stripped, repaired, prose_before)
 
 
 def _first_json_start(text: str) -> int:

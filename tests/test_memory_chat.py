@@ -1,0 +1,136 @@
+"""Memory in the chat: a fact from one conversation answers a question in another, on the real
+model and a real Chroma (embedded and `chroma run`), plus compaction and the user's controls."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slmchat.backends.base import Message
+from slmchat.config import Config, MemoryConfig
+from slmchat.events import Compacted, MemoryRecalled, TurnDone
+from slmchat.memory.manager import Memory
+from slmchat.memory.store import MemoryStore
+from slmchat.memory.window import fit_window
+from slmchat.session import Session
+from slmchat.store import Store
+from slmchat.transcript import conversation_markdown
+from tests.helpers import collect, small_config
+from tests.test_memory_store import chroma_server  # noqa: F401  (the real `chroma run` fixture)
+from tests.test_repl import chat
+
+
+def ask(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "slmchat", "ask", *args],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240,
+        env={**os.environ, "SLMCHAT_TOOLS__ENABLED": "[]", "SLMCHAT_SMALL__TEMPERATURE": "0", **(env or {})},
+    )  # fmt: skip
+
+
+def biscuit(env: dict[str, str] | None = None) -> dict:
+    told = ask("My dog's name is Biscuit.", "--new", env=env)
+    assert told.returncode == 0, told.stderr
+    asked = ask("What is my dog's name?", "--new", "--json", env=env)
+    assert asked.returncode == 0, asked.stderr
+    return json.loads(asked.stdout)
+
+
+@pytest.mark.memory
+def test_a_fact_from_an_earlier_conversation_answers_a_later_one() -> None:
+    answer = biscuit()
+    assert "Biscuit" in answer["answer"]
+    recalled = answer["memory"]["recalled"]
+    assert any("Biscuit" in item["text"] for item in recalled)
+    assert answer["conversation_id"]  # a new conversation: the history did not carry it
+
+    found = subprocess.run([sys.executable, "-m", "slmchat", "memory", "search", "dog", "--json"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    rows = json.loads(found.stdout)
+    best = next(row for row in rows if "Biscuit" in row["text"])
+    assert best["turn_id"] is not None and best["conversation_id"] and best["created_at"] <= best["updated_at"]
+
+
+@pytest.mark.memory
+def test_the_same_with_memory_on_a_chroma_server(chroma_server) -> None:  # noqa: F811
+    url, _proc = chroma_server
+    answer = biscuit({"SLMCHAT_MEMORY_URL": url})
+    assert "Biscuit" in answer["answer"]
+    assert MemoryStore.open(url=url).count() >= 2  # the exchanges (and facts) went to the server
+
+
+@pytest.mark.memory
+def test_a_corrupt_memory_database_leaves_the_chat_working_and_says_so(isolated_dirs: Path) -> None:
+    folder = isolated_dirs / "data" / "memory"
+    folder.mkdir(parents=True)
+    (folder / "chroma.sqlite3").write_bytes(b"this is not a database" * 100)
+    done = ask("What is the capital of France?")
+    assert done.returncode == 0 and done.stdout.strip()  # answered anyway
+    assert "[memory off:" in done.stderr and str(folder) in done.stderr and "Traceback" not in done.stderr
+    assert (folder / "chroma.sqlite3").read_bytes().startswith(b"this is not a database")  # left untouched
+
+
+@pytest.mark.memory
+def test_a_turn_kept_out_of_memory_stores_nothing(small_backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    memory = Memory(MemoryConfig(path=tmp_path / "mem"))
+    session = Session(small_config(), backends={"small": small_backend}, memory=memory)
+
+    async def run() -> None:
+        async for _event in session.turn("My cat is called Tom.", memory=False):
+            pass
+        await session.settle()
+
+    session._run(run())
+    assert memory.store().count() == 0
+    session.ask("My cat is called Tom.")
+    session._run(session.settle())
+    assert memory.store().count() >= 1  # the exchange at least
+    session.close()
+
+
+@pytest.mark.memory
+def test_remember_forget_and_memory_in_the_repl(small_backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    memory = Memory(MemoryConfig(path=tmp_path / "mem", extract=False, store_exchanges=False))
+    session = Session(small_config(), backends={"small": small_backend}, memory=memory)
+    printed = chat(session, "/remember I prefer metric units\n/memory\n/forget units\ny\n/memory\n/quit\n")
+    assert "remembered: I prefer metric units" in printed
+    assert "  I prefer metric units\nmemory on: 1 fact shown" in printed
+    assert "fact: I prefer metric units" in printed and "deleted 1" in printed
+    assert "memory on: 0 facts shown" in printed
+    assert MemoryStore.open(tmp_path / "mem").count() == 0  # deleting deletes
+
+
+def test_a_long_conversation_is_compacted_visibly(small_backend) -> None:  # type: ignore[no-untyped-def]
+    long_answer = "The tower was built between 1887 and 1889 as the entrance arch to the fair. " * 6
+    history = []
+    for i in range(4):
+        history += [Message("user", f"Tell me fact {i} about the tower."), Message("assistant", long_answer)]
+    count = lambda text: small_backend.count_tokens(text)[0]  # noqa: E731
+    everything = fit_window(small_config().system_prompt, history, "And its height?", 10**6, count).tokens
+    session = Session(small_config(context_tokens=everything - 1), backends={"small": small_backend})  # just short
+    session.history = list(history)
+    events = collect(session, "And its height?")
+    compacted = next(e for e in events if isinstance(e, Compacted))
+    done = events[-1]
+    assert isinstance(done, TurnDone)
+    assert compacted.shortened >= 1 and compacted.dropped == 0  # shortening old answers was enough
+    assert done.stats.history_shortened == compacted.shortened
+    assert "older answer" in compacted.note
+    stored = Store(session.store.path)
+    assert "> [history compacted to fit the model:" in conversation_markdown(stored, session.conversation_id)
+
+
+@pytest.mark.memory
+def test_recall_reports_what_it_put_in_the_prompt(small_backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    memory = Memory(MemoryConfig(path=tmp_path / "mem", extract=False))
+    memory.remember("The user's project deadline is 12 May.")
+    session = Session(Config(small=small_config().small), backends={"small": small_backend}, memory=memory)
+    events = collect(session, "When is my project deadline?")
+    recalled = next(e for e in events if isinstance(e, MemoryRecalled))
+    assert recalled.recalled[0]["text"] == "The user's project deadline is 12 May." and recalled.tokens > 0
+    assert events[-1].stats.memory["recalled"][0]["kind"] == "fact"
