@@ -69,6 +69,32 @@ def test_an_irrelevant_question_is_not_sent_to_the_model_when_the_gate_drops_eve
     summary = summarize([result], irrelevance=True)
     assert summary["no_call_rate"] == 1.0 and "accuracy" not in summary
 
+    ungated = asyncio.run(
+        run_item(
+            ReplayBackend(['{"tool": "calculate_triangle_area", "arguments": {"base": 1, "height": 2}}']),
+            item,
+            style="compact",
+            constrain=True,
+            gate=False,
+        )
+    )
+    assert not ungated.ok and ungated.called == "calculate_triangle_area"  # offered anyway, and called
+    assert ungated.offered_tool_tokens == ungated.tool_tokens
+
+
+def test_no_gate_reaches_the_runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen = []
+
+    async def fake_run_item(backend, item, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs["gate"])
+        raise SystemExit(0)
+
+    monkeypatch.setattr("slmchat.eval.tools_eval.run_item", fake_run_item)
+    questions = tmp_path / "q.json"
+    questions.write_text(json.dumps({"id": "a", "question": [[{"role": "user", "content": "x"}]], "function": []}))
+    CliRunner().invoke(main, ["eval", "tools", str(questions), "--no-gate", "--model", "llamacpp:smollm2"])
+    assert seen == [False]
+
 
 @needs_data
 @pytest.mark.parametrize("name", ["simple_python", "multiple", "parallel", "irrelevance"])

@@ -70,7 +70,8 @@ def tools(
                     item,
                     style=style,
                     constrain=not no_constrain,
-                    max_tokens=max_tokens,  # type: ignore[arg-type]
+                    max_tokens=max_tokens,
+                    gate=not no_gate,  # type: ignore[arg-type]
                 )
                 results.append(result)
                 if not as_json and sys.stderr.isatty():
