@@ -189,6 +189,7 @@ class ToolLoop:
                     yield Token(text)
             streamed = stream.is_answer is True
             reply = parse_reply(stream.raw)
+            step_tier = tier  # who wrote this reply (and so made its call)
             if escalated_step:  # the large tier did this one step; the small tier resumes
                 tier, escalated_step = self.tier, False
             if isinstance(reply, Answer) or self._answer_only:
@@ -206,7 +207,7 @@ class ToolLoop:
                 event = self._recover(convo, UNKNOWN_TOOL, name=reply.name, closest=closest)
             else:
                 event = None
-                async for item in self._call_tool(convo, reply, tier):
+                async for item in self._call_tool(convo, reply, step_tier):
                     if isinstance(item, Recovery) and item.action != "rerun":
                         event = item  # applied below, after the tool's events
                     else:
@@ -231,7 +232,7 @@ class ToolLoop:
     def _answer_messages(self, system: str, convo: list[Message]) -> list[Message]:
         """The question, then what the tools gave, in one message: small models copy the JSON
         of earlier calls if they see it, but answer well from a plain list of results."""
-        messages = [Message("system", system), convo[1]]
+        messages = [Message("system", system), convo[1]] if system else [convo[1]]
         if self._facts:
             messages.append(Message("user", "\n".join([*self._facts, ANSWER_FROM_RESULTS])))
         return messages
