@@ -19,6 +19,8 @@ CALL_INSTRUCTIONS = (
     'Reply with JSON only: {"tool": NAME, "arguments": {...}} to call a tool, or {"answer": TEXT} when no tool fits.'
 )
 TOOLS_HEADER = "Tools:"
+#: words of a tool's description kept in the compact prompt (its first sentence, cut here)
+SUMMARY_WORDS = 12
 
 _SIMPLE_TYPES = {
     "integer": "int", "number": "float", "string": "str", "boolean": "bool", "object": "dict", "null": "None",
@@ -50,16 +52,19 @@ def tool_prompt(specs: list[ToolSpec], style: PromptStyle = "compact", system: s
 
 
 def compact_signature(spec: ToolSpec) -> str:
-    """``name(a: int, b: str = "x", unit: "m"|"km" = "m") - First sentence of the description``."""
+    """``name(value: float, unit, digits?: int) - First words of the description``.
+
+    Untyped parameters are strings and ``?`` marks an optional one. Defaults are left out: the
+    tool applies them, and a small model shown them tends to fill optional parameters in.
+    """
     required = set(spec.required)
     params = []
     for name, schema in spec.properties.items():
-        text = f"{name}: {type_name(schema, spec.parameters)}"
-        if name not in required:
-            text += f" = {json.dumps(schema['default'])}" if "default" in schema else " = None"
-        params.append(text)
+        kind = type_name(schema, spec.parameters)
+        mark = "" if name in required else "?"
+        params.append(f"{name}{mark}" if kind == "str" else f"{name}{mark}: {kind}")
     line = f"{spec.name}({', '.join(params)})"
-    summary = first_sentence(spec.description)
+    summary = " ".join(first_sentence(spec.description).split()[:SUMMARY_WORDS]).rstrip(",;:")
     return f"{line} - {summary}" if summary else line
 
 
