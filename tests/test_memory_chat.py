@@ -21,7 +21,7 @@ from slmchat.session import Session
 from slmchat.store import Store
 from slmchat.transcript import conversation_markdown
 from tests.helpers import collect, small_config
-from tests.test_memory_store import chroma_server  # noqa: F401  (the real `chroma run` fixture)
+from tests.test_memory_store import LOCK_HOLDER, chroma_server  # noqa: F401  (the real `chroma run` fixture)
 from tests.test_repl import chat
 
 
@@ -73,6 +73,24 @@ def test_a_corrupt_memory_database_leaves_the_chat_working_and_says_so(isolated_
     assert done.returncode == 0 and done.stdout.strip()  # answered anyway
     assert "[memory off:" in done.stderr and str(folder) in done.stderr and "Traceback" not in done.stderr
     assert (folder / "chroma.sqlite3").read_bytes().startswith(b"this is not a database")  # left untouched
+
+
+@pytest.mark.memory
+def test_a_locked_memory_database_leaves_the_chat_working_and_says_so(isolated_dirs: Path) -> None:
+    folder = isolated_dirs / "data" / "memory"
+    MemoryStore.open(folder).add("The user likes jazz", "fact")
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(folder / "chroma.sqlite3")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        done = ask("What music do I like?")
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(10)
+    assert done.returncode == 0 and done.stdout.strip()
+    assert "[memory off: the memory database at" in done.stderr and "locked by another program" in done.stderr
+    assert MemoryStore.open(folder).count() == 1  # nothing lost; usable again once the lock is gone
 
 
 @pytest.mark.memory
