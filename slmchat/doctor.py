@@ -12,7 +12,7 @@ import httpx
 
 from slmchat import paths
 from slmchat.backends import parse_model_name
-from slmchat.config import Config, TierConfig, load_config
+from slmchat.config import Config, MemoryConfig, TierConfig, load_config
 from slmchat.errors import SlmchatError
 
 Level = Literal["ok", "warn", "fail"]
@@ -188,6 +188,23 @@ def check_tools(enabled: list[str]) -> Check:
     return Check("tools", "ok", names)
 
 
+def check_memory(config: MemoryConfig) -> Check:
+    """Long-term memory: the embedded database or the server opens, and how much it holds."""
+    if not config.enabled:
+        return Check("memory", "ok", "off ([memory] enabled = false)")
+    from slmchat.memory.store import MemoryStore
+    from slmchat.memory.types import MemoryUnavailable
+
+    try:
+        store = MemoryStore.open(config.path, config.url)
+        facts, exchanges = store.count("fact"), store.count("exchange")
+    except MemoryUnavailable as exc:
+        return Check("memory", "fail", exc.message, exc.hint)
+    where = config.url or str(store.path)
+    plural = lambda n, word: f"{n} {word}{'s' if n != 1 else ''}"  # noqa: E731
+    return Check("memory", "ok", f"{where}: {plural(facts, 'fact')}, {plural(exchanges, 'exchange')}")
+
+
 def check_files() -> list[Check]:
     checks = []
     try:
@@ -216,6 +233,7 @@ async def run_checks() -> list[Check]:
     checks.append(await check_tier("small", config.small, config))
     checks.append(await check_tier("large", config.large, config))
     checks.append(check_tools(config.tools.enabled))
+    checks.append(check_memory(config.memory))
     if not any(c.name.endswith("tier") and "ollama:" in c.detail for c in checks):
         checks.append(await check_ollama(None))
     return checks

@@ -210,6 +210,7 @@ def test_doctor_reports_each_part(tmp_path: Path) -> None:
     assert "FAIL  large tier: openai:big: cannot reach" in out
     assert "warn  ollama: no Ollama server" in out and "ollama serve" in out
     assert "ok    tools: none (install a plugin" in out  # tests turn installed plugins off
+    assert "ok    memory: off ([memory] enabled = false)" in out
     assert result.returncode == 1
     missing = slmchat("doctor", env={"SLMCHAT_TOOLS__ENABLED": '["no_such_tool"]'}).stdout
     assert "warn  tools: none" in missing and "tool no_such_tool is enabled in the config but not installed" in missing
