@@ -68,11 +68,7 @@ class Memory:
         """The facts and exchanges most relevant to ``text`` that fit ``recall_tokens``."""
         started = time.perf_counter()
         try:
-            hits = await asyncio.to_thread(
-                self._use, "search", None if embedding is not None else text, embedding=embedding,
-                k=self.config.recall_k, recency_weight=self.config.recency_weight,
-                half_life_days=self.config.half_life_days, min_similarity=self.config.min_similarity,
-            )  # fmt: skip
+            hits = await asyncio.to_thread(self.recall_hits, text, embedding)
         except MemoryUnavailable as exc:
             return Recalled(note=f"memory off: {exc.message}")
         chosen, used = [], count(RECALL_HEADER)
@@ -83,6 +79,24 @@ class Memory:
             chosen.append(hit)
             used += cost
         return Recalled(chosen, used if chosen else 0, (time.perf_counter() - started) * 1000)
+
+    def recall_hits(self, text: str, embedding: np.ndarray | None = None) -> list[Hit]:
+        """Up to ``recall_facts`` facts, then past exchanges, to ``recall_k`` items (blocking).
+
+        Facts get their own slots: searched together, the many raw exchanges crowded them out
+        (Recall@5 of the right fact 0.855 merged, 0.961 with 3 fact slots, on the recall set).
+        """
+        config = self.config
+        settings = {"recency_weight": config.recency_weight, "half_life_days": config.half_life_days,
+                    "min_similarity": config.min_similarity}  # fmt: skip
+        query = None if embedding is not None else text
+        facts = self._use("search", query, embedding=embedding, kinds=("fact",),
+                          k=min(config.recall_facts, config.recall_k), **settings)  # fmt: skip
+        if len(facts) >= config.recall_k:
+            return facts
+        exchanges = self._use("search", query, embedding=embedding, kinds=("exchange",),
+                              k=config.recall_k - len(facts), **settings)  # fmt: skip
+        return facts + exchanges
 
     @staticmethod
     def prompt_block(recalled: Recalled) -> str:
