@@ -29,10 +29,12 @@ def test_a_typed_function_becomes_a_spec_and_a_compact_line() -> None:
     assert made.spec.requires_approval and made.spec.required == ["value", "from_unit", "to_unit"]
     assert made.spec.description == "Convert a measurement between units, e.g. km to mi. Knows length and mass."
     assert compact_signature(made.spec) == (
-        'convert(value: float, from_unit, to_unit, digits?: int, system?: "si"|"us") - '
-        "Convert a measurement between units, e.g. km to mi"
+        'convert(value: float, from_unit: str, to_unit: str, digits: int = 3, system: "si"|"us" = "si") - '
+        "Convert a measurement between units, e.g. km to"
     )
     assert first_sentence("Find x in y.z files. More.") == "Find x in y.z files"
+    no_default = ToolSpec("f", "", {"type": "object", "properties": {"a": {"type": "string"}}})
+    assert compact_signature(no_default) == "f(a?: str)"  # optional, and nothing to show as its default
     prompt = tool_prompt([made.spec], "compact", system="Be brief.")
     assert prompt.startswith("Be brief.\nTools:\nconvert(") and prompt.endswith(CALL_INSTRUCTIONS)
     schema = json.loads(tool_section([made.spec], "json").split("\n", 1)[1])

@@ -63,7 +63,7 @@ def test_the_repl_lists_calls_and_switches_tools(small_backend) -> None:  # type
     store_path = session.store.path
     printed = chat(session, "/tools\nWhat is 37 * 91?\n/tools off\nWhat is 37 * 91?\n/quit\n")
 
-    assert "calculate(expression) - Calculate a math expression" in printed
+    assert "calculate(expression: str) - Calculate a math expression" in printed
     assert "tools on: 1 available" in printed and "tools off: 1 available" in printed
     assert printed.count("[tool calculate(expression=") >= 1  # the model's own call, as it wrote it
     assert "[→ " in printed or "[failed: " in printed

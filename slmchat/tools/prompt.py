@@ -20,7 +20,7 @@ CALL_INSTRUCTIONS = (
 )
 TOOLS_HEADER = "Tools:"
 #: words of a tool's description kept in the compact prompt (its first sentence, cut here)
-SUMMARY_WORDS = 12
+SUMMARY_WORDS = 8
 
 _SIMPLE_TYPES = {
     "integer": "int", "number": "float", "string": "str", "boolean": "bool", "object": "dict", "null": "None",
@@ -52,17 +52,19 @@ def tool_prompt(specs: list[ToolSpec], style: PromptStyle = "compact", system: s
 
 
 def compact_signature(spec: ToolSpec) -> str:
-    """``name(value: float, unit, digits?: int) - First words of the description``.
+    """``name(value: float, unit: str = "m", digits?: int) - First words of the description``.
 
-    Untyped parameters are strings and ``?`` marks an optional one. Defaults are left out: the
-    tool applies them, and a small model shown them tends to fill optional parameters in.
+    ``?`` marks an optional parameter without a default. Only the first ``SUMMARY_WORDS``
+    words of the description's first sentence are kept: the gate has already matched the
+    question against the whole description.
     """
     required = set(spec.required)
     params = []
     for name, schema in spec.properties.items():
-        kind = type_name(schema, spec.parameters)
-        mark = "" if name in required else "?"
-        params.append(f"{name}{mark}" if kind == "str" else f"{name}{mark}: {kind}")
+        text = f"{name}: {type_name(schema, spec.parameters)}"
+        if name not in required:
+            text = f"{text} = {json.dumps(schema['default'])}" if "default" in schema else f"{name}?{text[len(name):]}"
+        params.append(text)
     line = f"{spec.name}({', '.join(params)})"
     summary = " ".join(first_sentence(spec.description).split()[:SUMMARY_WORDS]).rstrip(",;:")
     return f"{line} - {summary}" if summary else line
