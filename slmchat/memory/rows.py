@@ -37,7 +37,7 @@ def validate_rows(rows: Sequence[dict[str, Any]]) -> list[MemoryItem]:
         raise SlmchatError("memories to import must be a list of objects", "give what export wrote")
     items: list[MemoryItem] = []
     seen: dict[str, int] = {}
-    now = time.time()
+    now = round(time.time(), 3)
     for index, row in enumerate(rows):
 
         def bad(problem: str, index: int = index) -> SlmchatError:

@@ -33,24 +33,17 @@ from slmchat import paths
 from slmchat.embedding import DIMENSIONS
 from slmchat.errors import SlmchatError
 from slmchat.memory.chroma_guard import (
-    OFF_HINT,
     LockProbe,
-    forget_failed_system,
-    netloc,
-    parse_url,
     quietly,
     unavailable,
 )
+from slmchat.memory.connect import connect_embedded, connect_server
 from slmchat.memory.embedding_function import SlmchatMiniLM
 from slmchat.memory.rows import KINDS, check_kind, check_text, validate_rows
 from slmchat.memory.types import Hit, Kind, MemoryItem, MemoryUnavailable
 
-COLLECTIONS: dict[Kind, str] = {"fact": "slmchat_facts", "exchange": "slmchat_exchanges"}
 #: seconds to wait for another process's database lock, or for a server to answer a connection
 DEFAULT_TIMEOUT = 5.0
-#: seconds a server may take to answer a request once connected
-SERVER_READ_TIMEOUT = 30.0
-SQLITE_FILE = "chroma.sqlite3"
 #: metadata keys that may be absent; written as None on replace so Chroma drops an old value
 _OPTIONAL_KEYS = ("conversation_id", "turn_id", "confidence")
 
@@ -97,76 +90,11 @@ class MemoryStore:
         """The embedded database at ``path`` (default: ``memory/`` in the data dir), or the server at ``url``."""
         ef = embedding_function or SlmchatMiniLM()
         if url:
-            return cls._open_server(url, ef, timeout)
-        folder = Path(path).expanduser() if path is not None else paths.data_dir() / "memory"
-        return cls._open_embedded(folder.resolve(), ef, timeout)
-
-    @classmethod
-    def _open_embedded(cls, folder: Path, ef: SlmchatMiniLM, timeout: float) -> MemoryStore:
-        import chromadb
-        from chromadb.config import Settings
-
-        where = str(folder)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise MemoryUnavailable(
-                f"cannot create the memory folder {folder}: {exc.strerror or exc}",
-                f"check memory.path and its permissions, {OFF_HINT}",
-            ) from exc
-        probe: LockProbe | None = None
-        client = None
-        try:
-            if (folder / SQLITE_FILE).exists():
-                probe = LockProbe.on(folder / SQLITE_FILE)
-                if probe is not None:
-                    probe.wait(timeout, where)
-            settings = Settings(anonymized_telemetry=False, allow_reset=False)
-            client = chromadb.PersistentClient(path=where, settings=settings)
-            if probe is None:
-                probe = LockProbe.on(folder / SQLITE_FILE)
-            collections = {kind: _collection(client, name, ef) for kind, name in COLLECTIONS.items()}
-        except BaseException as exc:
-            if client is not None:
-                quietly(client.close)
-            else:
-                forget_failed_system(where)
-            if probe is not None:
-                probe.close()
-            if isinstance(exc, SlmchatError):
-                raise
-            if isinstance(exc, Exception):
-                raise unavailable(exc, where, server=False, opening=True) from exc
-            raise
-        return cls(client, collections, ef, where=where, path=folder, lock_probe=probe, timeout=timeout)
-
-    @classmethod
-    def _open_server(cls, url: str, ef: SlmchatMiniLM, timeout: float) -> MemoryStore:
-        import chromadb
-        import httpx
-        from chromadb.config import Settings
-
-        host, port, ssl = parse_url(url)
-        base = f"{'https' if ssl else 'http'}://{netloc(host)}:{port}"
-        client = None
-        try:
-            # Chroma's HTTP client has no timeout: see that the server answers before trusting it
-            response = httpx.get(f"{base}/api/v2/heartbeat", timeout=timeout)
-            response.raise_for_status()
-            client = chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=Settings(anonymized_telemetry=False))
-            session = getattr(getattr(client, "_server", None), "_session", None)
-            if isinstance(session, httpx.Client):
-                session.timeout = httpx.Timeout(max(SERVER_READ_TIMEOUT, timeout), connect=timeout)
-            collections = {kind: _collection(client, name, ef) for kind, name in COLLECTIONS.items()}
-        except SlmchatError:
-            if client is not None:
-                quietly(client.close)
-            raise
-        except Exception as exc:
-            if client is not None:
-                quietly(client.close)
-            raise unavailable(exc, url, server=True, opening=True) from exc
-        return cls(client, collections, ef, where=url, url=url, timeout=timeout)
+            client, collections = connect_server(url, ef, timeout)
+            return cls(client, collections, ef, where=url, url=url, timeout=timeout)
+        folder = (Path(path).expanduser() if path is not None else paths.data_dir() / "memory").resolve()
+        client, collections, probe = connect_embedded(folder, ef, timeout)
+        return cls(client, collections, ef, where=str(folder), path=folder, lock_probe=probe, timeout=timeout)
 
     def close(self) -> None:
         """Release the database (idempotent). The store cannot be used afterwards."""
@@ -199,7 +127,7 @@ class MemoryStore:
     ) -> MemoryItem:
         """Store a new fact or exchange; its id is a fresh uuid4 hex."""
         check_kind(kind)
-        stamp = time.time() if now is None else float(now)
+        stamp = _stamp(now)
         item = MemoryItem(
             id=uuid.uuid4().hex,
             kind=kind,
@@ -237,7 +165,7 @@ class MemoryStore:
                 kind=old.kind,
                 text=text,
                 created_at=old.created_at,
-                updated_at=time.time() if now is None else float(now),
+                updated_at=_stamp(now),
                 conversation_id=old.conversation_id if conversation_id is None else conversation_id,
                 turn_id=old.turn_id if turn_id is None else turn_id,
                 source=old.source if source is None else source,
@@ -339,7 +267,7 @@ class MemoryStore:
         vector = self._query_vector(query, embedding)
         if vector is None:
             return []
-        stamp = time.time() if now is None else float(now)
+        stamp = _stamp(now)
         hits: list[Hit] = []
         with self._operation("search memories"):
             for kind in wanted:
@@ -434,18 +362,9 @@ class MemoryStore:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _collection(client: Any, name: str, ef: SlmchatMiniLM) -> Any:
-    collection = client.get_or_create_collection(
-        name, embedding_function=ef, configuration={"hnsw": {"space": "cosine"}}
-    )
-    config = collection.configuration_json or {}
-    space = (config.get("hnsw") or config.get("spann") or {}).get("space", "cosine")
-    if space != "cosine":
-        raise MemoryUnavailable(
-            f"the memory collection {name} measures {space} distance, not cosine",
-            f"it was not made by slmchat: use another memory.path, {OFF_HINT}",
-        )
-    return collection
+def _stamp(now: float | None) -> float:
+    """A timestamp in whole milliseconds: a Chroma server returns longer floats one digit off."""
+    return round(time.time() if now is None else float(now), 3)
 
 
 def _items(ids: Sequence[str], documents: Sequence[str | None] | None, metadatas: Any) -> list[MemoryItem]:
