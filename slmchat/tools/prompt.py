@@ -63,7 +63,7 @@ def compact_signature(spec: ToolSpec) -> str:
     for name, schema in spec.properties.items():
         text = f"{name}: {type_name(schema, spec.parameters)}"
         if name not in required:
-            text = f"{text} = {json.dumps(schema['default'])}" if "default" in schema else f"{name}?{text[len(name):]}"
+            text = f"{text} = {json.dumps(schema['default'])}" if "default" in schema else f"{name}?{text[len(name) :]}"
         params.append(text)
     line = f"{spec.name}({', '.join(params)})"
     summary = " ".join(first_sentence(spec.description).split()[:SUMMARY_WORDS]).rstrip(",;:")
