@@ -148,10 +148,14 @@ class Session(Answering):
     def start_loading(self, tier: Tier = "small") -> asyncio.Future[ChatBackend]:
         """Begin loading in the background so a face is usable at once (needs a running loop).
 
-        The router's embedding model warms up too, so the first turn does not pay for it.
+        The router's embedding model and the memory database open too, so the first turn does
+        not pay for them.
         """
-        if self.router.uses_embedding:
-            warm = asyncio.ensure_future(asyncio.to_thread(self.router.embed, "warm up"))
+        warmers = [lambda: self.router.embed("warm up")] if self.router.uses_embedding else []
+        if self.memory is not None:
+            warmers.append(self.memory.store)  # a failure here is reported by the first turn
+        for warmer in warmers:
+            warm = asyncio.ensure_future(asyncio.to_thread(warmer))
             warm.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
         return asyncio.ensure_future(self.backend(tier))
 

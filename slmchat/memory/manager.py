@@ -7,6 +7,7 @@ each turn says so in its stats (``memory.note``).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,7 @@ class Memory:
         self.config = config
         self._opener = opener
         self._store: Any = None
+        self._opening = threading.Lock()  # a warm-up thread and the first turn may both ask for it
         self.unavailable: str | None = None  # why memory is off, after a failure
         self.hint: str | None = None
 
@@ -35,12 +37,13 @@ class Memory:
 
     def store(self) -> Any:
         """The open store, or None when memory is unavailable (the reason is in ``unavailable``)."""
-        if self._store is None and self.unavailable is None:
-            try:
-                self._store = self._opener() if self._opener else self._open_default()
-            except MemoryUnavailable as exc:
-                self._fail(exc)
-        return self._store
+        with self._opening:
+            if self._store is None and self.unavailable is None:
+                try:
+                    self._store = self._opener() if self._opener else self._open_default()
+                except MemoryUnavailable as exc:
+                    self._fail(exc)
+            return self._store
 
     def _open_default(self) -> Any:
         from slmchat.memory.store import MemoryStore
