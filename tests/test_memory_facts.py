@@ -15,11 +15,11 @@ from slmchat.memory.facts import (
     FACT_SCHEMA,
     MAX_FACT_CHARS,
     clean_facts,
-    decide,
     extract_facts,
     has_first_person,
     third_person,
 )
+from slmchat.memory.reconcile import decide
 from slmchat.memory.types import Hit, MemoryItem
 
 

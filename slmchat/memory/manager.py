@@ -137,7 +137,7 @@ class Memory:
     def _store_fact(
         self, fact: str, confidence: float | None, conversation_id: str | None, turn_id: int | None, source: str
     ) -> FactChange:
-        from slmchat.memory.facts import decide
+        from slmchat.memory.reconcile import decide
 
         change = decide(fact, self._use("nearest_facts", fact))
         if change.action == "add":
