@@ -86,6 +86,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 
 
 def free_port() -> int:
@@ -121,48 +122,39 @@ def small_backend():  # type: ignore[no-untyped-def]
     return backend
 
 
-@pytest.fixture(scope="session")
-def llama_server(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """A real `python -m llama_cpp.server` on 127.0.0.1 serving SmolLM2, as a large tier would be."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
+@contextmanager
+def serve(command: list[str], health_url: str, log: Path, env: dict[str, str], timeout: float):  # type: ignore[no-untyped-def]
+    """Run a real server until the block ends; fail the test (with its log) if it does not come up."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(smollm2_path),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "2048",
-                "--model_alias",
-                "smollm2-server",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
-    url = f"http://127.0.0.1:{port}/v1"
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env})
 
     def up() -> bool:
         try:
-            with urllib.request.urlopen(url + "/models", timeout=1) as response:
+            with urllib.request.urlopen(health_url, timeout=1) as response:
                 return response.status == 200
         except OSError:
             return proc.poll() is not None  # stop waiting if it died
 
     try:
-        if not wait_until(up, timeout=90) or proc.poll() is not None:
-            pytest.fail(f"llama_cpp.server did not start: {log.read_text()[-2000:]}")
-        yield url
+        if not wait_until(up, timeout=timeout) or proc.poll() is not None:
+            pytest.fail(f"{command[0]} did not start: {log.read_text(errors='replace')[-2000:]}")
+        yield proc
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def llama_server(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real `python -m llama_cpp.server` on 127.0.0.1 serving SmolLM2, as a large tier would be."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2-server"]  # fmt: skip
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with serve(command, url + "/models", log, {"HF_HUB_OFFLINE": "1"}, timeout=90):
+        yield url

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from slmchat.errors import ModelNotFound, SlmchatError
 from slmchat.memory.embedding_function import NAME, SlmchatMiniLM, shared_embedder
 from slmchat.memory.store import MemoryStore
 from slmchat.memory.types import MemoryUnavailable
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, serve
 
 DAY = 86400.0
 FACTS = [
@@ -311,35 +310,11 @@ def chroma_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]
     if executable is None:
         pytest.skip("the chroma executable (chromadb's CLI) is not installed")
     port = free_port()
-    log = tmp_path / "chroma.log"
-    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [executable, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
     url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(url + "/api/v2/heartbeat", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return proc.poll() is not None
-
-    try:
-        if not wait_until(up, timeout=30) or proc.poll() is not None:
-            pytest.fail(f"chroma run did not start: {log.read_text(errors='replace')[-2000:]}")
+    command = [executable, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)]
+    env = {"ANONYMIZED_TELEMETRY": "False"}
+    with serve(command, url + "/api/v2/heartbeat", tmp_path / "chroma.log", env, timeout=30) as proc:
         yield url, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def test_server_mode_add_search_delete(chroma_server: tuple[str, subprocess.Popen[bytes]]) -> None:
