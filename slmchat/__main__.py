@@ -1,3 +1,3 @@
-from slmchat.cli import main
+from slmchat.faces.cli import main
 
 main()

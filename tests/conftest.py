@@ -64,7 +64,7 @@ def no_memory_by_default(request: pytest.FixtureRequest, monkeypatch: pytest.Mon
     (or passes a ``Memory`` itself): recall and fact extraction would change every answer.
     ``tests.test_cli.slmchat`` does the same for a CLI in a subprocess."""
     if request.node.get_closest_marker("memory") is None:
-        monkeypatch.setattr("slmchat.session.Memory", lambda config: None)
+        monkeypatch.setattr("slmchat.engine.session.Memory", lambda config: None)
 
 
 @pytest.fixture(autouse=True)
@@ -107,7 +107,7 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool
 
 @pytest.fixture(scope="session")
 def smollm2_path() -> Path:
-    from slmchat.backends.llamacpp import resolve_model_path
+    from slmchat.infra.backends.llamacpp import resolve_model_path
 
     return resolve_model_path("smollm2")
 
@@ -115,7 +115,7 @@ def smollm2_path() -> Path:
 @pytest.fixture(scope="session")
 def small_backend():  # type: ignore[no-untyped-def]
     """The real SmolLM2-135M model in llama.cpp, loaded once for the whole test run."""
-    from slmchat.backends.llamacpp import LlamaCppBackend
+    from slmchat.infra.backends.llamacpp import LlamaCppBackend
 
     backend = LlamaCppBackend("smollm2", {"n_ctx": 2048})
     asyncio.run(backend.load())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from slmchat.config import Config, TierConfig
-from slmchat.session import Session
+from slmchat.engine.session import Session
+from slmchat.infra.config import Config, TierConfig
 
 
 def small_config(**small: Any) -> Config:
@@ -19,6 +19,6 @@ def collect(session: Session, text: str, route: str | None = None) -> list[Any]:
     """All events of one turn, run to the end."""
 
     async def run() -> list[Any]:
-        return [event async for event in session.turn(text, route)]
+        return [event async for event in session.turn(text, route=route)]
 
     return asyncio.run(run())

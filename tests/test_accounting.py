@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from slmchat.accounting.pricing import Price, price_for, total_cost, turn_cost
-from slmchat.backends.base import Usage
-from slmchat.config import Config, TierConfig
-from slmchat.session import Session
+from slmchat.engine.session import Session
+from slmchat.infra.backends.base import Usage
+from slmchat.infra.config import Config, TierConfig
 
 USAGE = Usage(1_000, 500)
 
@@ -75,7 +75,7 @@ def test_an_unpriced_large_tier_shows_unknown_not_zero(small_backend, llama_serv
 
 
 def test_api_keys_are_refused_in_the_config() -> None:
-    from slmchat.config import Config
+    from slmchat.infra.config import Config
 
     with pytest.raises(ValueError, match="slmchat keys set"):
         Config.model_validate({"large": {"model": "openai:x", "options": {"api_key": "sk-abc"}}})

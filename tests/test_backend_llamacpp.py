@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd
-from slmchat.backends.llamacpp import LlamaCppBackend
-from slmchat.errors import ModelNotFound
+from slmchat.infra.backends.base import CancelToken, GenParams, Message, StreamEnd
+from slmchat.infra.backends.llamacpp import LlamaCppBackend
+from slmchat.infra.errors import ModelNotFound
 
 QUESTION = [Message("system", "You are a helpful assistant."), Message("user", "What is the capital of France?")]
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd, StreamItem
-from slmchat.backends.mlx import MlxBackend, _merge_system
-from slmchat.errors import BackendUnavailable, ModelNotFound
+from slmchat.infra.backends.base import CancelToken, GenParams, Message, StreamEnd, StreamItem
+from slmchat.infra.backends.mlx import MlxBackend, _merge_system
+from slmchat.infra.errors import BackendUnavailable, ModelNotFound
 
 pytest.importorskip("mlx_lm")
 mx = pytest.importorskip("mlx.core")
@@ -293,8 +293,8 @@ def test_exit_during_generation_does_not_abort(model_dir: Path, tmp_path: Path) 
     script = tmp_path / "exit_mid_answer.py"
     script.write_text(
         "import asyncio, sys, threading, time\n"
-        "from slmchat.backends.base import CancelToken, GenParams, Message\n"
-        "from slmchat.backends.mlx import MlxBackend\n"
+        "from slmchat.infra.backends.base import CancelToken, GenParams, Message\n"
+        "from slmchat.infra.backends.mlx import MlxBackend\n"
         "backend = MlxBackend(sys.argv[1])\n"
         "asyncio.run(backend.load())\n"
         "async def answer():\n"

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from fake_ollama import ChatScript, FakeOllama
 
-from slmchat.backends import create_backend, parse_model_name
-from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd, StreamItem, Usage
-from slmchat.backends.ollama import OllamaBackend, normalize_host
-from slmchat.errors import BackendTimeout, BackendUnavailable, ModelNotFound
+from slmchat.infra.backends import create_backend, parse_model_name
+from slmchat.infra.backends.base import CancelToken, GenParams, Message, StreamEnd, StreamItem, Usage
+from slmchat.infra.backends.ollama import OllamaBackend, normalize_host
+from slmchat.infra.errors import BackendTimeout, BackendUnavailable, ModelNotFound
 
 #: read before conftest's autouse fixture clears it, for the live test
 _LIVE_OLLAMA_HOST = os.environ.get("OLLAMA_HOST")

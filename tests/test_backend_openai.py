@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd
-from slmchat.backends.openai_compat import OpenAICompatBackend
-from slmchat.errors import BackendUnavailable, ModelNotFound, SlmchatError
+from slmchat.infra.backends.base import CancelToken, GenParams, Message, StreamEnd
+from slmchat.infra.backends.openai_compat import OpenAICompatBackend
+from slmchat.infra.errors import BackendUnavailable, ModelNotFound, SlmchatError
 
 
 def run(backend: OpenAICompatBackend, text: str, max_tokens: int = 16, cancel_after: int | None = None) -> list:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from slmchat.errors import SlmchatError
 from slmchat.eval.bfcl import BfclItem, load_bfcl, no_call_ok, normalize, score_call, score_calls, to_json_schema
+from slmchat.infra.errors import SlmchatError
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "bfcl"
 needs_data = pytest.mark.skipif(not (DATA / "questions").is_dir(), reason=f"shared BFCL data not found at {DATA}")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from slmchat.config import Config, RoutingConfig, TierConfig
+from slmchat.engine.session import Session
+from slmchat.infra.config import Config, RoutingConfig, TierConfig
+from slmchat.infra.store import Store, TurnRecord
 from slmchat.routing.budget import budget_block, cost_usd
-from slmchat.session import Session
-from slmchat.store import Store, TurnRecord
 from tests.helpers import collect
 
 PRICED = TierConfig(model="openai:big", usd_per_mtok_in=1.0, usd_per_mtok_out=4.0)

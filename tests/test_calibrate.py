@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from slmchat import paths
-from slmchat.cli import main
-from slmchat.config import load_config, write_template
-from slmchat.errors import SlmchatError
+from slmchat.faces.cli import main
+from slmchat.infra import paths
+from slmchat.infra.config import load_config, write_template
+from slmchat.infra.errors import SlmchatError
+from slmchat.infra.store import Store, TurnRecord
 from slmchat.routing.calibrate import for_error_costs, for_share, save_threshold
-from slmchat.store import Store, TurnRecord
 
 
 def store_turns(scores: list[float], tier: str = "small", good: list[bool | None] | None = None) -> Store:

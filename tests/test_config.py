@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from slmchat import paths
-from slmchat.config import TEMPLATE, Config, load_config, write_template
-from slmchat.errors import ConfigError
+from slmchat.infra import paths
+from slmchat.infra.config import TEMPLATE, Config, load_config, write_template
+from slmchat.infra.errors import ConfigError
 
 
 def test_no_file_means_defaults_with_the_embedded_model() -> None:

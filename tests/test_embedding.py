@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from slmchat.embedding import (
+from slmchat.infra.embedding import (
     DIMENSIONS,
     MODEL_ID,
     MiniLMEmbedder,
@@ -18,7 +18,7 @@ from slmchat.embedding import (
     default_model_path,
     default_tokenizer_path,
 )
-from slmchat.errors import ModelNotFound, SlmchatError
+from slmchat.infra.errors import ModelNotFound, SlmchatError
 
 PASSWORD = "How do I reset my password?"
 PASSWORD_PARAPHRASE = "I forgot my password, how can I change it?"

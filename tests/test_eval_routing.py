@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from slmchat.errors import SlmchatError
 from slmchat.eval import routing_metrics as rm
 from slmchat.eval.cli import eval_group
 from slmchat.eval.routing_data import RoutingData, load_routing_csv
+from slmchat.infra.errors import SlmchatError
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data" / "routing"
 GSM8K = DATA / "gsm8k" / "gsm8k_responses.csv"

@@ -16,9 +16,9 @@ from keyring.backend import KeyringBackend
 from keyring.backends import fail
 from keyring.errors import KeyringError, PasswordDeleteError
 
-from slmchat import keys
-from slmchat.errors import SlmchatError
-from slmchat.keys_cli import keys_group
+from slmchat.faces.cli.keys import keys_group
+from slmchat.infra import keys
+from slmchat.infra.errors import SlmchatError
 
 OPENAI_KEY = "sk-proj-TESTKEYkeychain0000000000000000abcd"
 ENV_KEY = "sk-proj-TESTKEYenvironment00000000000wxyz"
@@ -89,7 +89,7 @@ def memory() -> MemoryKeyring:
 
 def _root():  # type: ignore[no-untyped-def]
     """The keys group under slmchat's own error handling, as `slmchat keys` will run it."""
-    from slmchat.cli import SlmchatGroup
+    from slmchat.faces.cli import SlmchatGroup
 
     return SlmchatGroup("slmchat", commands=[keys_group])
 
@@ -353,9 +353,9 @@ def test_cli_set_from_stdin_list_delete(memory: MemoryKeyring) -> None:
 
 
 def test_cli_set_prompts_without_echo(memory: MemoryKeyring, monkeypatch: pytest.MonkeyPatch) -> None:
-    import slmchat.keys_cli
+    import slmchat.faces.cli.keys
 
-    monkeypatch.setattr(slmchat.keys_cli, "_interactive", lambda: True)
+    monkeypatch.setattr(slmchat.faces.cli.keys, "_interactive", lambda: True)
     result = run("set", "groq", input=ENV_KEY + "\n")
     assert result.exit_code == 0, result.output
     assert "API key for groq" in result.output and ENV_KEY not in result.output

@@ -3,6 +3,7 @@ model and a real Chroma (embedded and `chroma run`), plus compaction and the use
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from slmchat.backends.base import Message
-from slmchat.config import Config, MemoryConfig
-from slmchat.events import Compacted, MemoryRecalled, TurnDone
+from slmchat.engine.events import Compacted, MemoryRecalled, TurnDone
+from slmchat.engine.session import Session
+from slmchat.engine.transcript import conversation_markdown
+from slmchat.engine.window import fit_window
+from slmchat.infra.backends.base import Message
+from slmchat.infra.config import Config, MemoryConfig
+from slmchat.infra.store import Store
 from slmchat.memory.manager import Memory
 from slmchat.memory.store import MemoryStore
-from slmchat.memory.window import fit_window
-from slmchat.session import Session
-from slmchat.store import Store
-from slmchat.transcript import conversation_markdown
 from tests.helpers import collect, small_config
 from tests.test_memory_store import LOCK_HOLDER, chroma_server  # noqa: F401  (the real `chroma run` fixture)
 from tests.test_repl import chat
@@ -103,10 +104,9 @@ def test_a_turn_kept_out_of_memory_stores_nothing(small_backend, tmp_path: Path)
             pass
         await session.settle()
 
-    session._run(run())
+    asyncio.run(run())
     assert memory.store().count() == 0
-    session.ask("My cat is called Tom.")
-    session._run(session.settle())
+    session.ask("My cat is called Tom.")  # ask() waits for the memory write before it returns
     assert memory.store().count() >= 1  # the exchange at least
     session.close()
 

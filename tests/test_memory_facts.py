@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import jsonschema
 import pytest
 
-from slmchat.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamItem
-from slmchat.embedding import default_embedder
+from slmchat.infra.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamItem
+from slmchat.infra.embedding import default_embedder
 from slmchat.memory.facts import (
     FACT_SCHEMA,
     MAX_FACT_CHARS,

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slmchat.embedding import DIMENSIONS, MiniLMEmbedder, default_embedder
-from slmchat.errors import ModelNotFound, SlmchatError
+from slmchat.infra.embedding import DIMENSIONS, MiniLMEmbedder, default_embedder
+from slmchat.infra.errors import ModelNotFound, SlmchatError
 from slmchat.memory.embedding_function import NAME, SlmchatMiniLM, shared_embedder
 from slmchat.memory.store import MemoryStore
 from slmchat.memory.types import MemoryUnavailable

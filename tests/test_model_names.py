@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from slmchat.backends import ModelRef, create_backend, parse_model_name
-from slmchat.backends.llamacpp import is_hub_name, resolve_model_path
-from slmchat.errors import ModelNotFound
+from slmchat.infra.backends import ModelRef, create_backend, parse_model_name
+from slmchat.infra.backends.llamacpp import is_hub_name, resolve_model_path
+from slmchat.infra.errors import ModelNotFound
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd
-from slmchat.backends.openai_compat import OpenAICompatBackend
+from slmchat.infra.backends.base import CancelToken, GenParams, Message, StreamEnd
+from slmchat.infra.backends.openai_compat import OpenAICompatBackend
 from slmchat.tools import ToolSpec
 from slmchat.tools.calls import Call, parse_reply, reply_schema
 from slmchat.tools.prompt import openai_tools

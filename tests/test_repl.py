@@ -9,8 +9,8 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from slmchat.repl import Repl, make_prompt, run_repl
-from slmchat.session import Session
+from slmchat.engine.session import Session
+from slmchat.faces.repl import Repl, make_prompt, run_repl
 from tests.helpers import small_config
 
 
@@ -40,7 +40,7 @@ def test_a_conversation_with_commands(small_backend) -> None:  # type: ignore[no
     assert "; no large tier is configured, so it ran on the small tier]" in printed
     assert "new conversation" in printed
 
-    from slmchat.store import Store
+    from slmchat.infra.store import Store
 
     store = Store(store_path)
     conversations = store.conversations()
@@ -56,7 +56,7 @@ def test_a_tier_prefix_applies_to_one_turn(small_backend) -> None:  # type: igno
     printed = chat(session, "/large What is 2 + 2?\n/small Say hi.\nSay bye.\n/quit\n")
     assert printed.count("[you chose the large tier") == 1
 
-    from slmchat.store import Store
+    from slmchat.infra.store import Store
 
     store = Store(store_path)
     rows = store.turns(store.latest_conversation() or "")
@@ -70,7 +70,7 @@ def test_multi_line_input_and_end_of_input(small_backend) -> None:  # type: igno
     store_path = session.store.path
     chat(session, "First line\x1b\rsecond line\r\x04")  # Esc-Enter adds a line; Ctrl-D leaves
 
-    from slmchat.store import Store
+    from slmchat.infra.store import Store
 
     rows = Store(store_path).turns(Store(store_path).latest_conversation() or "")
     assert rows[0]["user_text"] == "First line\nsecond line"
@@ -99,6 +99,6 @@ def test_judging_answers_in_the_chat(small_backend) -> None:  # type: ignore[no-
     printed = chat(session, "/good\nSay hi.\n/bad\n/quit\n")
     assert "error: there is no answer to judge yet" in printed and "noted: turn 1 was bad" in printed
 
-    from slmchat.store import Store
+    from slmchat.infra.store import Store
 
     assert [t["good"] for t in Store(store_path).routed_turns()] == [False]

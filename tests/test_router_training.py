@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from slmchat.cli import main
-from slmchat.embedding import MiniLMEmbedder
+from slmchat.faces.cli import main
+from slmchat.infra.embedding import MiniLMEmbedder
 from slmchat.routing import Route, RouteContext, Router
 from slmchat.routing.scorer import RouterWeights, Scorer
 from slmchat.routing.train import EmbeddingCache, fit_logistic, logits, train

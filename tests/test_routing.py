@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from slmchat.backends.base import Message
+from slmchat.infra.backends.base import Message
 from slmchat.routing import Route, RouteContext, Router
 from slmchat.routing.factors import DOMAINS, all_factors, complexity_factors, count_intents
 from slmchat.routing.scorer import PRIOR_WEIGHTS, RouterWeights, Scorer
@@ -120,8 +120,8 @@ def test_weights_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_a_broken_embedding_model_routes_on_the_factors_alone(small_backend) -> None:  # type: ignore[no-untyped-def]
-    from slmchat.errors import ModelNotFound
-    from slmchat.session import Session
+    from slmchat.engine.session import Session
+    from slmchat.infra.errors import ModelNotFound
     from tests.helpers import collect, small_config
 
     class Broken:

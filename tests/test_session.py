@@ -7,10 +7,10 @@ from contextlib import aclosing
 
 import pytest
 
-from slmchat.config import Config, TierConfig
-from slmchat.errors import SlmchatError
-from slmchat.events import RouteDecided, Token, TurnDone, TurnFailed
-from slmchat.session import Session
+from slmchat.engine.events import RouteDecided, Token, TurnDone, TurnFailed
+from slmchat.engine.session import Session
+from slmchat.infra.config import Config, TierConfig
+from slmchat.infra.errors import SlmchatError
 from tests.helpers import collect, small_config
 
 
@@ -51,7 +51,7 @@ def test_turns_are_stored_with_usage_and_events(session: Session) -> None:
     assert rows[1]["answer"] == stats.answer and rows[1]["status"] == "ok"
     assert rows[1]["completion_tokens"] == stats.usage.completion_tokens
     kinds = [e["kind"] for e in session.store.events(rows[1]["id"])]
-    assert kinds == ["route_decided", "turn_done"]
+    assert kinds == ["route_decided", *["token"] * (len(kinds) - 2), "turn_done"] and len(kinds) > 2
 
 
 def test_history_is_sent_and_a_reopened_conversation_continues(session: Session, small_backend) -> None:  # type: ignore[no-untyped-def]

@@ -9,9 +9,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from slmchat.cli import main
-from slmchat.config import Config, TierConfig
-from slmchat.session import Session
+from slmchat.engine.session import Session
+from slmchat.faces.cli import main
+from slmchat.infra.config import Config, TierConfig
 
 
 def run_turns(small_backend, llama_server: str, priced: bool) -> Session:  # type: ignore[no-untyped-def]

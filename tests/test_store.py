@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from slmchat.errors import SlmchatError
-from slmchat.store import MIGRATIONS, Store, TurnRecord, migrate
+from slmchat.infra.errors import SlmchatError
+from slmchat.infra.store import MIGRATIONS, Store, TurnRecord, migrate
 
 
 def record(cid: str, text: str = "hi", **kw) -> TurnRecord:  # type: ignore[no-untyped-def]

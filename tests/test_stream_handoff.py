@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from slmchat.backends.base import StreamItem, iterate_in_thread
+from slmchat.infra.backends.base import StreamItem, iterate_in_thread
 
 
 def drain(produce, slow_consumer: bool = False) -> list[StreamItem]:  # type: ignore[no-untyped-def]

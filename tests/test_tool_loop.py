@@ -6,9 +6,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from slmchat.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamEnd, Usage
-from slmchat.backends.openai_compat import OpenAICompatBackend
-from slmchat.events import Escalated, ToolCall, ToolResult
+from slmchat.engine.events import Escalated, ToolCall, ToolResult
+from slmchat.infra.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamEnd, Usage
+from slmchat.infra.backends.openai_compat import OpenAICompatBackend
 from slmchat.tools.agent import AgentSettings, CircuitBreaker, ToolLoop
 from slmchat.tools.calls import ReplySchema
 from slmchat.tools.recovery import BAD_ARGUMENTS, CIRCUIT_OPEN, MALFORMED_JSON, TOOL_BAD_INPUT, UNKNOWN_TOOL

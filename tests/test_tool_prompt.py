@@ -94,9 +94,9 @@ def test_llama_cpp_turns_the_reply_schema_into_a_grammar_with_the_tool_name_fixe
 def test_compact_prompts_are_at_least_75_percent_smaller_on_bfcl_multiple() -> None:
     from llama_cpp import Llama
 
-    from slmchat.backends.llamacpp import resolve_model_path
     from slmchat.eval.bfcl import load_bfcl
     from slmchat.eval.tools_eval import item_toolbox
+    from slmchat.infra.backends.llamacpp import resolve_model_path
 
     vocab = Llama(str(resolve_model_path("smollm2")), vocab_only=True, verbose=False)
 

@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
-from slmchat.backends.base import Message
+from slmchat.engine.events import ApprovalRequested, Event, Recovery, Token, ToolCall, ToolResult
 from slmchat.eval.bfcl import BfclItem
 from slmchat.eval.tools_eval import item_toolbox
-from slmchat.events import Event, Recovery, Token, ToolCall, ToolResult
+from slmchat.infra.backends.base import Message
 from slmchat.tools.agent import AgentSettings, ToolLoop
+from slmchat.tools.approval import ApprovalDesk
 from slmchat.tools.base import ArgumentError, ToolUnavailable, tool
 from slmchat.tools.calls import Answer, Call, Malformed, ReplySchema, parse_reply
 from slmchat.tools.recovery import (
@@ -427,25 +428,41 @@ def delete_file(path: str) -> str:
     return f"deleted {path}"
 
 
-def test_a_denied_tool_does_not_run() -> None:
-    asked: list[ToolCall] = []
+def run_approving(loop: ToolLoop, desk: ApprovalDesk, decide: Any) -> list[Event]:
+    """Every event of one run, answering each approval request with ``decide(request)`` as a face would."""
 
-    def deny(request: ToolCall) -> bool:
+    async def go() -> list[Event]:
+        events = []
+        async for event in loop.run("", [Message("user", "Help me.")]):
+            if isinstance(event, ApprovalRequested):
+                desk.answer(event.request_id, decide(event))
+            events.append(event)
+        return events
+
+    return asyncio.run(go())
+
+
+def test_a_denied_tool_does_not_run() -> None:
+    asked: list[ApprovalRequested] = []
+
+    def deny(request: ApprovalRequested) -> bool:
         asked.append(request)
         return False
 
     script = Script(call("delete_file", path="notes.txt"), "I did not delete it.")
-    loop = ToolLoop(Toolbox().add(delete_file), script, settings=FAST, approve=deny)
-    events = run(loop)
+    desk = ApprovalDesk("ask")
+    loop = ToolLoop(Toolbox().add(delete_file), script, settings=FAST, approvals=desk)
+    events = run_approving(loop, desk, deny)
 
-    assert [(r.name, r.arguments, r.requires_approval, r.approved) for r in asked] == [
-        ("delete_file", {"path": "notes.txt"}, True, None)
+    assert [(r.name, r.arguments, r.step, r.tier) for r in asked] == [
+        ("delete_file", {"path": "notes.txt"}, 1, "small")
     ]
-    assert kinds(events) == ["tool_call", "recovery"]
-    assert (events[0].requires_approval, events[0].approved) == (True, False)
-    assert_recovery(events[1], DENIED, name="delete_file")
-    assert_answer_step(script, 1, events[1].message)
+    assert kinds(events) == ["approval_requested", "tool_call", "recovery"]
+    assert (events[1].requires_approval, events[1].approved) == (True, False)
+    assert_recovery(events[2], DENIED, name="delete_file")
+    assert_answer_step(script, 1, events[2].message)
     assert (loop.result.termination, loop.result.answer) == ("answered", "I did not delete it.")
+    assert desk.pending == []  # the answered request is closed
 
 
 def test_with_nobody_to_ask_a_tool_that_needs_approval_is_denied() -> None:
@@ -455,17 +472,49 @@ def test_with_nobody_to_ask_a_tool_that_needs_approval_is_denied() -> None:
     assert_recovery(recoveries(events)[0], DENIED, name="delete_file")
 
 
-def test_an_approved_tool_runs_and_the_approval_is_recorded() -> None:
-    async def allow(request: ToolCall) -> bool:  # the REPL asks asynchronously
-        return request.arguments == {"path": "notes.txt"}
+def test_the_never_and_always_policies_answer_without_asking() -> None:
+    never = run(ToolLoop(Toolbox().add(delete_file), Script(call("delete_file", path="a"), "No."),
+                         settings=FAST, approvals=ApprovalDesk("never")))  # fmt: skip
+    always = run(ToolLoop(Toolbox().add(delete_file), Script(call("delete_file", path="a"), "Done."),
+                          settings=FAST, approvals=ApprovalDesk("always")))  # fmt: skip
+    assert kinds(never)[:2] == ["tool_call", "recovery"] and never[0].approved is False
+    assert kinds(always) == ["tool_call", "tool_result"] and always[0].approved is True
+    assert always[1].result == "deleted a"
 
+
+def test_an_approved_tool_runs_and_the_approval_is_recorded() -> None:
     script = Script(call("delete_file", path="notes.txt"), "Done.")
-    events = run(ToolLoop(Toolbox().add(delete_file), script, settings=FAST, approve=allow))
-    assert kinds(events) == ["tool_call", "tool_result"]
-    assert (events[0].requires_approval, events[0].approved) == (True, True)
-    assert events[1].result == "deleted notes.txt"
+    desk = ApprovalDesk("ask")
+    loop = ToolLoop(Toolbox().add(delete_file), script, settings=FAST, approvals=desk)
+    events = run_approving(loop, desk, lambda request: request.arguments == {"path": "notes.txt"})
+    assert kinds(events) == ["approval_requested", "tool_call", "tool_result"]
+    assert (events[1].requires_approval, events[1].approved) == (True, True)
+    assert events[2].result == "deleted notes.txt"
     plain = run(ToolLoop(Toolbox().add(divide), Script(call("divide", a=1, b=2), "0.5"), settings=FAST))
     assert (plain[0].requires_approval, plain[0].approved) == (False, None)  # nothing to ask
+
+
+def test_an_answer_from_another_thread_reaches_the_waiting_loop() -> None:
+    """A notebook or a TUI dialog answers from its own thread; the desk hands the answer to the loop."""
+    import threading
+
+    script = Script(call("delete_file", path="x"), "Done.")
+    desk = ApprovalDesk("ask")
+    loop = ToolLoop(Toolbox().add(delete_file), script, settings=FAST, approvals=desk)
+
+    async def go() -> list[Event]:
+        events = []
+        async for event in loop.run("", [Message("user", "Help me.")]):
+            if isinstance(event, ApprovalRequested):
+                thread = threading.Thread(target=desk.answer, args=(event.request_id, True))
+                thread.start()
+                thread.join()
+            events.append(event)
+        return events
+
+    events = asyncio.run(go())
+    assert events[1].approved is True and events[2].result == "deleted x"
+    assert desk.answer("approval-99", True) is False  # unknown requests are refused, not raised
 
 
 def test_every_template_is_found_again_from_its_own_message() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from slmchat.cli import main
 from slmchat.eval.bfcl import BfclItem
 from slmchat.eval.tools_eval import run_item, summarize
+from slmchat.faces.cli import main
 from tests.test_tools_faces import ReplayBackend
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "bfcl"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from slmchat.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamEnd, StreamItem, Usage
-from slmchat.config import Config, TierConfig
-from slmchat.session import Session
-from slmchat.store import Store
+from slmchat.engine.session import Session
+from slmchat.infra.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamEnd, StreamItem, Usage
+from slmchat.infra.config import Config, TierConfig
+from slmchat.infra.store import Store
 from slmchat.tools import Toolbox, tool
 from tests.helpers import small_config
 from tests.test_repl import chat

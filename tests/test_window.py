@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from slmchat.backends.base import Message
-from slmchat.memory.window import PER_MESSAGE_OVERHEAD, fit_window
+from slmchat.engine.window import PER_MESSAGE_OVERHEAD, fit_window
+from slmchat.infra.backends.base import Message
 
 
 def words(text: str) -> int:

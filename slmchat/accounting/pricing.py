@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from slmchat.backends.base import Usage
-from slmchat.config import TierConfig
+from slmchat.infra.backends.base import Usage
+from slmchat.infra.config import TierConfig
 
 LOCAL_BACKENDS = {"llamacpp", "mlx", "ollama"}
 

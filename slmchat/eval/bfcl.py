@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmchat.errors import SlmchatError
+from slmchat.infra.errors import SlmchatError
 
 # BFCL pseudo-types -> JSON Schema types; "any" maps to no type constraint.
 _SCHEMA_TYPES = {"dict": "object", "float": "number", "tuple": "array", "any": None}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from slmchat.errors import SlmchatError
+from slmchat.infra.errors import SlmchatError
 
 if TYPE_CHECKING:
     from slmchat.eval.routing_data import RoutingData
@@ -59,7 +59,7 @@ def routing(
     """
     from slmchat.eval.routing_data import load_routing_csv
     from slmchat.eval.routing_metrics import ROUTERS, evaluate_baselines, evaluate_router
-    from slmchat.routing.train import register_eval_routers
+    from slmchat.eval.train_router import register_eval_routers
 
     register_eval_routers()
 
@@ -186,3 +186,6 @@ def _plot(datasets: Sequence[RoutingData], per_file: Sequence[Sequence[RoutingRe
     except OSError as exc:
         hint = "check the folder exists and is writable"
         raise SlmchatError(f"cannot write {out}: {exc.strerror or exc}", hint) from exc
+
+
+from slmchat.eval import tools_cli  # noqa: E402, F401  (registers `eval tools` on this group)

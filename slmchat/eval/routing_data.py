@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slmchat.errors import SlmchatError
+from slmchat.infra.errors import SlmchatError
 
 CONTAMINATED_FILE = "contaminated_prompts.jsonl"
 _BOOLS = {"true": 1.0, "false": 0.0}

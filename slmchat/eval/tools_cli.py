@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from slmchat.errors import SlmchatError
 from slmchat.eval.cli import eval_group
+from slmchat.infra.errors import SlmchatError
 
 
 @eval_group.command("tools")
@@ -44,10 +44,10 @@ def tools(
     Without --answers (irrelevance), scores that no tool is called. The prompt is the same
     agent loop the chat uses, with its recovery templates, stopped at the first valid call.
     """
-    from slmchat.backends import create_backend, parse_model_name
-    from slmchat.config import load_config
     from slmchat.eval.bfcl import load_bfcl
     from slmchat.eval.tools_eval import run_item, summarize, write_record
+    from slmchat.infra.backends import create_backend, parse_model_name
+    from slmchat.infra.config import load_config
 
     items = load_bfcl(questions, answers, limit)
     config = load_config()

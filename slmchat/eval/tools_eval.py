@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmchat.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamEnd
 from slmchat.eval.bfcl import BfclItem, score_call, to_json_schema
+from slmchat.infra.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamEnd
 from slmchat.tools.agent import AgentSettings, ToolLoop
 from slmchat.tools.base import ToolSpec, tool_from_spec
 from slmchat.tools.calls import ReplySchema
@@ -72,7 +72,7 @@ async def run_item(
     full = item_toolbox(item)
     box = full
     if gate:
-        from slmchat.embedding import default_embedder
+        from slmchat.infra.embedding import default_embedder
 
         box = relevant_toolbox(full, item.messages[-1]["content"], None, default_embedder())
     settings = settings or AgentSettings(style=style, constrain=constrain)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from slmchat.errors import SlmchatError
+from slmchat.infra.errors import SlmchatError
 from slmchat.memory.chroma_guard import (
     OFF_HINT,
     LockProbe,

@@ -19,7 +19,7 @@ from typing import Any
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from slmchat.embedding import DIMENSIONS, MAX_POSITIONS, MODEL_ID, MiniLMEmbedder, default_embedder
+from slmchat.infra.embedding import DIMENSIONS, MAX_POSITIONS, MODEL_ID, MiniLMEmbedder, default_embedder
 
 NAME = "slmchat-minilm-int8"
 #: memory texts (facts, question and answer) are longer than routing prompts; the router uses 64

@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any
 
-from slmchat.backends.base import CancelToken, ChatBackend, GenParams, Message
+from slmchat.infra.backends.base import CancelToken, ChatBackend, GenParams, Message
 
 MAX_FACT_CHARS = 120
 MAX_FACTS = 3

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from slmchat.config import MemoryConfig
-from slmchat.errors import SlmchatError
+from slmchat.infra.config import MemoryConfig
+from slmchat.infra.errors import SlmchatError
 from slmchat.memory.types import FactChange, Hit, MemoryUnavailable, Recalled
 
 RECALL_HEADER = "What you know from earlier conversations with the user (use it when it is relevant):"
@@ -44,6 +44,13 @@ class Memory:
                 except MemoryUnavailable as exc:
                     self._fail(exc)
             return self._store
+
+    def close(self) -> None:
+        """Close the store if it was opened; the next use opens it again."""
+        with self._opening:
+            store, self._store = self._store, None
+        if store is not None and hasattr(store, "close"):
+            store.close()
 
     def _open_default(self) -> Any:
         from slmchat.memory.store import MemoryStore

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from slmchat.errors import SlmchatError
+from slmchat.infra.errors import SlmchatError
 from slmchat.memory.types import Kind, MemoryItem
 
 KINDS: tuple[Kind, ...] = ("fact", "exchange")

@@ -29,9 +29,9 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from slmchat import paths
-from slmchat.embedding import DIMENSIONS
-from slmchat.errors import SlmchatError
+from slmchat.infra import paths
+from slmchat.infra.embedding import DIMENSIONS
+from slmchat.infra.errors import SlmchatError
 from slmchat.memory.chroma_guard import (
     LockProbe,
     quietly,

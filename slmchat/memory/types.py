@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from slmchat.errors import SlmchatError
+from slmchat.infra.errors import SlmchatError
 
 Kind = Literal["fact", "exchange"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from slmchat.backends.base import Usage
-from slmchat.config import RoutingConfig, TierConfig
-from slmchat.store import Store
+from slmchat.infra.backends.base import Usage
+from slmchat.infra.config import RoutingConfig, TierConfig
+from slmchat.infra.store import Store
 
 
 def cost_usd(cfg: TierConfig, prompt_tokens: int, completion_tokens: int) -> float | None:

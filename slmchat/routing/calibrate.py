@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from slmchat.errors import SlmchatError
+from slmchat.infra.errors import SlmchatError
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from slmchat.backends.base import Message
+from slmchat.infra.backends.base import Message
 
 
 def _words(*phrases: str) -> re.Pattern[str]:

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from slmchat.backends.base import Message, estimate_tokens
-from slmchat.errors import SlmchatError
+from slmchat.infra.backends.base import Message, estimate_tokens
+from slmchat.infra.errors import SlmchatError
 from slmchat.routing.decision import Route, RouteDecision, Tier
 from slmchat.routing.factors import RouteContext
 from slmchat.routing.scorer import Score, Scorer

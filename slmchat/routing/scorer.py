@@ -2,7 +2,7 @@
 
 ``score = sigmoid(bias + Σ weight_f · factor_f + w · embedding)``. Each term is kept as that
 factor's contribution (in log-odds), so a decision shows what pushed it up or down. The
-weights ship in ``router_weights.json``, written by ``python -m slmchat.routing.train``.
+weights ship in ``router_weights.json``, written by ``python -m slmchat.eval.train_router``.
 Signals that the training labels cannot teach (several intents, long context, corrections:
 the public routing sets are single questions) keep the hand-set weights in ``PRIOR_WEIGHTS``.
 """
@@ -104,7 +104,7 @@ class Scorer:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            from slmchat.embedding import default_embedder
+            from slmchat.infra.embedding import default_embedder
 
             self._embedder = default_embedder()
         return self._embedder

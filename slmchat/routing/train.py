@@ -1,4 +1,4 @@
-"""Train the router's weights on routing labels: ``python -m slmchat.routing.train FILE...``.
+"""Train the router's weights on routing labels (the command is ``python -m slmchat.eval.train_router FILE...``).
 
 Input: CSV files in the RouteLLM format (``prompt``, a weak-model and a strong-model quality
 column), such as ``shared/data/routing``. The label of a prompt is "the strong model did better
@@ -10,7 +10,6 @@ to the large tier. Retrain on your own labels the same way.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -20,7 +19,7 @@ import numpy as np
 import platformdirs
 
 from slmchat.routing.factors import RouteContext, all_factors
-from slmchat.routing.scorer import PRIOR_WEIGHTS, WEIGHTS_FILE, RouterWeights
+from slmchat.routing.scorer import PRIOR_WEIGHTS, RouterWeights
 
 #: the factors whose weights the labels can teach (the others keep PRIOR_WEIGHTS)
 LEARNED_FACTORS = ["length", "requirements", "domain_breadth", "tool_needs", "reasoning_depth"]
@@ -155,61 +154,3 @@ def trainer(embed: Callable[[Sequence[str]], np.ndarray] | None, **options: floa
         return score
 
     return fit
-
-
-def register_eval_routers() -> None:
-    """Make slmchat's router available to `slmchat eval routing`, always retrained per split.
-
-    The shipped weights saw every public file, so they are never scored on them; the harness
-    trains a fresh model on each training split (k-fold, or leave-one-file-out).
-    """
-    from slmchat.embedding import default_embedder
-    from slmchat.eval.routing_metrics import ROUTERS, RouterSpec
-
-    cache = EmbeddingCache(default_embedder())
-    ROUTERS.setdefault(
-        "slmchat",
-        RouterSpec(trainer=trainer(cache.embed), description="factors + MiniLM embedding, logistic, retrained"),
-    )
-    ROUTERS.setdefault("factors-only", RouterSpec(trainer=trainer(None), description="the five factors, logistic"))
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m slmchat.routing.train", description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", type=Path, help="routing CSV files (prompt, weak, strong)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name(WEIGHTS_FILE))
-    parser.add_argument("--large-share", type=float, default=0.2)
-    parser.add_argument("--l2-embedding", type=float, default=DEFAULT_L2_EMBEDDING)
-    parser.add_argument("--no-embedding", action="store_true", help="factors only")
-    parser.add_argument("--label", choices=["gain", "weak_wrong"], default="gain")
-    args = parser.parse_args(argv)
-
-    from slmchat.embedding import default_embedder
-    from slmchat.eval.routing_data import load_routing_csv
-
-    datasets = [load_routing_csv(path) for path in args.files]
-    prompts = [p for d in datasets for p in d.prompts]
-    weak = np.concatenate([d.weak for d in datasets])
-    strong = np.concatenate([d.strong for d in datasets])
-    embed = None if args.no_embedding else EmbeddingCache(default_embedder()).embed
-    weights = train(
-        prompts, weak, strong, embed, l2_embedding=args.l2_embedding, large_share=args.large_share, label=args.label
-    )
-    weights = RouterWeights(
-        weights.bias, weights.factors, weights.threshold, weights.embedding,
-        f"{weights.source} from {len(datasets)} files",
-        {**weights.extra, "files": [d.name for d in datasets], "embedding_max_tokens": default_embedder().max_tokens},
-    )  # fmt: skip
-    weights.save(args.out)
-    print(f"wrote {args.out}: {len(prompts)} prompts, threshold {weights.threshold} for {args.large_share:.0%} large")
-
-
-if __name__ == "__main__":
-    import sys
-
-    from slmchat.errors import SlmchatError
-
-    try:
-        main()
-    except SlmchatError as exc:
-        sys.exit(f"error: {exc.message}" + (f"\n  fix: {exc.hint}" if exc.hint else ""))

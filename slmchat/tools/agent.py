@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from slmchat.backends.base import Message
-from slmchat.config import ToolsConfig
-from slmchat.events import Escalated, Event, Recovery, Token, ToolCall, ToolResult
-from slmchat.tools.base import ArgumentError, Tool
+from slmchat.infra.backends.base import Message
+from slmchat.infra.config import ToolsConfig
+from slmchat.infra.wire import Event, Token
+from slmchat.routing.escalation import Escalated
+from slmchat.tools.approval import ApprovalDesk
+from slmchat.tools.base import ArgumentError
 from slmchat.tools.calls import Answer, AnswerStream, Call, Malformed, ReplySchema, parse_reply, reply_schema
+from slmchat.tools.events import ApprovalRequested, Recovery, ToolCall, ToolResult
 from slmchat.tools.prompt import PromptStyle, call_text, tool_prompt
 from slmchat.tools.recovery import (
     BAD_ARGUMENTS,
@@ -42,8 +45,6 @@ Termination = Literal["answered", "gave_up", "budget", "error"]
 Tier = str
 #: streams the raw text of one model call: (tier, messages, reply schema or None)
 StepFn = Callable[[Tier, list[Message], ReplySchema | None], AsyncIterator[str]]
-#: asked before a tool that requires approval runs
-ApproveFn = Callable[[ToolCall], Awaitable[bool] | bool]
 #: where a step goes when recovery is exhausted (None: nowhere)
 EscalateFn = Callable[[str], Escalated | None]
 
@@ -74,15 +75,6 @@ class AgentSettings:
             style=tools.prompt, constrain=tools.constrain, max_steps=tools.max_steps,  # type: ignore[arg-type]
             recovery_budget=tools.recovery_budget,
         )  # fmt: skip
-
-
-def approver(policy: str, ask: ApproveFn | None) -> ApproveFn | None:
-    """The approval function for the config's policy: always, never, or ``ask`` the user."""
-    if policy == "always":
-        return lambda _call: True
-    if policy == "never":
-        return lambda _call: False
-    return ask
 
 
 @dataclass
@@ -143,7 +135,7 @@ class ToolLoop:
         *,
         settings: AgentSettings | None = None,
         breaker: CircuitBreaker | None = None,
-        approve: ApproveFn | None = None,
+        approvals: ApprovalDesk | None = None,
         escalate: EscalateFn | None = None,
         tier: Tier = "small",
         stop_at_first_call: bool = False,
@@ -151,7 +143,7 @@ class ToolLoop:
         self.toolbox = toolbox
         self.settings = settings or AgentSettings()
         self.breaker = breaker or CircuitBreaker(self.settings.breaker_failures, self.settings.breaker_cooldown_s)
-        self._step, self._approve, self._escalate = step, approve, escalate
+        self._step, self._approvals, self._escalate = step, approvals, escalate
         self.tier = tier
         self.stop_at_first_call = stop_at_first_call  # evaluation: the first valid call is the result
         self.result = AgentRun()
@@ -268,7 +260,13 @@ class ToolLoop:
         if self.breaker.is_open(call.name):
             yield self._recover(convo, CIRCUIT_OPEN, name=call.name)
             return
-        approved = await self._ask(tool, arguments, tier) if tool.spec.requires_approval else None
+        approved: bool | None = None
+        if tool.spec.requires_approval:
+            approved = self._approvals is not None and self._approvals.policy == "always"
+            if self._approvals is not None and self._approvals.policy == "ask":
+                request_id, answer = self._approvals.open()
+                yield ApprovalRequested(request_id, call.name, arguments, run.steps, tier)
+                approved = await answer
         yield ToolCall(call.name, arguments, run.steps, tier, tool.spec.requires_approval, approved)
         run.calls += 1
         if approved is False:
@@ -301,13 +299,6 @@ class ToolLoop:
         yield ToolResult(call.name, True, text, elapsed * 1000, attempt)
         self._facts.append(f"Tool result: {call_text(call.name, arguments)} = {text}")
         convo.append(Message("user", TOOL_RESULT.format(name=call.name, result=text)))
-
-    async def _ask(self, tool: Tool, arguments: dict[str, Any], tier: Tier) -> bool:
-        if self._approve is None:
-            return False  # nobody to ask: a tool that touches the outside world does not run
-        request = ToolCall(tool.name, arguments, self.result.steps, tier, True, None)
-        answer = self._approve(request)
-        return bool(await answer if asyncio.iscoroutine(answer) or asyncio.isfuture(answer) else answer)
 
 
 def _result_text(value: Any) -> str:

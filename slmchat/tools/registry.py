@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
-from slmchat.errors import SlmchatError
+from slmchat.infra.errors import SlmchatError
 from slmchat.tools.base import Tool, tool_from_function
 
 ENTRY_POINT_GROUP = "slmchat.tools"

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from slmchat.errors import SlmchatError
+from slmchat.infra.errors import SlmchatError
 from slmchat.tools.base import ToolSpec
 from slmchat.tools.registry import Toolbox
 

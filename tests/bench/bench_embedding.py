@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    from slmchat.embedding import MiniLMEmbedder
+    from slmchat.infra.embedding import MiniLMEmbedder
 
     imported = time.perf_counter() - start
     embedder = MiniLMEmbedder(threads=args.threads)
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     MiniLMEmbedder(threads=args.threads).load()
     warm = time.perf_counter() - start
     print(f"threads {embedder.threads}, {args.runs} runs per figure")
-    print(f"import slmchat.embedding   {imported * 1000:7.1f} ms")
+    print(f"import slmchat.infra.embedding   {imported * 1000:7.1f} ms")
     print(f"first load (cold)          {cold * 1000:7.1f} ms  (imports onnxruntime + tokenizers, session)")
     print(f"first embed after load     {first * 1000:7.1f} ms")
     print(f"second load (warm)         {warm * 1000:7.1f} ms  (session only)")

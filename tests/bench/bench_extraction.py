@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slmchat.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamItem
+from slmchat.infra.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamItem
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "memory_extraction.jsonl"
 MATCH = 0.75
@@ -77,8 +77,8 @@ def ratio(a: int, b: int) -> str:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from slmchat.backends.llamacpp import LlamaCppBackend
-    from slmchat.embedding import default_embedder
+    from slmchat.infra.backends.llamacpp import LlamaCppBackend
+    from slmchat.infra.embedding import default_embedder
     from slmchat.memory.facts import MIN_CONFIDENCE, extract_facts
 
     rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]

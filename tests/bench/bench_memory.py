@@ -129,7 +129,7 @@ def fact_rows(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def search_settings() -> dict[str, Any]:
     """What a turn's recall passes to ``MemoryStore.search`` (the config's defaults)."""
-    from slmchat.config import MemoryConfig
+    from slmchat.infra.config import MemoryConfig
 
     config = MemoryConfig()
     return {
@@ -165,7 +165,7 @@ def recall_figures(store: Any, cases: list[dict[str, Any]], settings: dict[str, 
     misses: list[dict[str, Any]] = []
     settings = dict(settings)
     if settings.pop("engine", False):
-        from slmchat.config import MemoryConfig
+        from slmchat.infra.config import MemoryConfig
         from slmchat.memory.manager import Memory
 
         memory = Memory(MemoryConfig(), opener=lambda: store)
@@ -201,11 +201,11 @@ def answer_figures(store: Any, cases: list[dict[str, Any]], folder: Path, verbos
     """Each question in a new conversation, with a Memory over ``store`` and with memory off."""
     import asyncio
 
-    from slmchat.backends.llamacpp import LlamaCppBackend
-    from slmchat.config import Config, MemoryConfig, TierConfig
+    from slmchat.engine.session import Session
+    from slmchat.infra.backends.llamacpp import LlamaCppBackend
+    from slmchat.infra.config import Config, MemoryConfig, TierConfig
+    from slmchat.infra.store import Store
     from slmchat.memory.manager import Memory
-    from slmchat.session import Session
-    from slmchat.store import Store
     from slmchat.tools import Toolbox
 
     backend = LlamaCppBackend("smollm2", {"n_ctx": 2048})
@@ -490,7 +490,7 @@ def measure(store: Any, vectors: list[Any], queries: list[str]) -> dict[str, Any
 
 
 def latency_figures(pool: list[dict[str, Any]], items: int, queries: list[str], folder: Path) -> dict[str, Any]:
-    from slmchat.embedding import default_embedder
+    from slmchat.infra.embedding import default_embedder
     from slmchat.memory.store import MemoryStore
 
     settings = search_settings()

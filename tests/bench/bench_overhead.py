@@ -213,7 +213,7 @@ def in_fresh_thread(fn: Any, *args: Any) -> Any:
 
 async def session_run(session: Any, llama: Any, ref_prompt: list[int] | None) -> tuple[Run, list[int]]:
     """One turn through the engine; also returns the prompt ids it evaluated (the reference)."""
-    from slmchat.events import Token, TurnDone, TurnFailed
+    from slmchat.engine.events import Token, TurnDone, TurnFailed
 
     session.new_conversation()  # empty history: the same [system, user] prompt every time
     cached = reused_prompt_tokens(llama, ref_prompt) if ref_prompt is not None else 0
@@ -258,9 +258,9 @@ async def session_run(session: Any, llama: Any, ref_prompt: list[int] | None) ->
 
 
 async def engine_overhead(runs: int, max_tokens: int, reset_cache: bool, raw_on_main: bool, say: Any) -> dict[str, Any]:
-    from slmchat.backends.llamacpp import LlamaCppBackend
-    from slmchat.config import Config, TierConfig
-    from slmchat.session import Session
+    from slmchat.engine.session import Session
+    from slmchat.infra.backends.llamacpp import LlamaCppBackend
+    from slmchat.infra.config import Config, TierConfig
 
     config = Config(
         small=TierConfig(model="llamacpp:smollm2", max_tokens=max_tokens, temperature=TEMPERATURE, seed=SEED)

@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    from slmchat.backends.base import Message, estimate_tokens
-    from slmchat.embedding import DEFAULT_MAX_TOKENS, MiniLMEmbedder
+    from slmchat.infra.backends.base import Message, estimate_tokens
+    from slmchat.infra.embedding import DEFAULT_MAX_TOKENS, MiniLMEmbedder
     from slmchat.routing import Route, RouteContext, Router
     from slmchat.routing.scorer import RouterWeights, Scorer
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from slmchat.embedding import default_embedder
 from slmchat.eval.routing_data import RoutingData, load_routing_csv
 from slmchat.eval.routing_metrics import RoutingResult, evaluate_scores, kfold_scores, length_scores
+from slmchat.infra.embedding import default_embedder
 from slmchat.routing.train import EmbeddingCache, trainer
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "routing"

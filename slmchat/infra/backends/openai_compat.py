@@ -10,7 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from slmchat.backends.base import (
+from slmchat.infra.backends.base import (
     CancelToken,
     Capabilities,
     ChatBackend,
@@ -22,7 +22,7 @@ from slmchat.backends.base import (
     Usage,
     estimate_tokens,
 )
-from slmchat.errors import BackendTimeout, BackendUnavailable, ModelNotFound, SlmchatError
+from slmchat.infra.errors import BackendTimeout, BackendUnavailable, ModelNotFound, SlmchatError
 
 TOOL_MODES = ("native", "json_schema", "llama.cpp", "prompt")
 
@@ -49,7 +49,7 @@ class OpenAICompatBackend(ChatBackend):
         if self._client is None:
             from openai import AsyncOpenAI
 
-            from slmchat import keys
+            from slmchat.infra import keys
 
             env = self.options.get("api_key_env")
             base_url = self.options.get("base_url")

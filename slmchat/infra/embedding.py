@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from slmchat.errors import BackendUnavailable, ModelNotFound, SlmchatError
+from slmchat.infra.errors import BackendUnavailable, ModelNotFound, SlmchatError
 
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 DIMENSIONS = 384

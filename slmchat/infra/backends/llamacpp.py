@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from slmchat.backends.base import (
+from slmchat.infra.backends.base import (
     CancelToken,
     Capabilities,
     ChatBackend,
@@ -27,7 +27,7 @@ from slmchat.backends.base import (
     Usage,
     iterate_in_thread,
 )
-from slmchat.errors import BackendUnavailable, ModelNotFound
+from slmchat.infra.errors import BackendUnavailable, ModelNotFound
 
 #: models that ship inside a Python package: name -> (package, file)
 BUILTIN_MODELS: dict[str, tuple[str, str]] = {
@@ -130,6 +130,16 @@ class LlamaCppBackend(ChatBackend):
             raise ModelNotFound(
                 f"llama.cpp could not load {path}: {exc}", "check that the file is a complete GGUF model"
             ) from exc
+
+    async def aclose(self) -> None:
+        """Free the model's memory now rather than at garbage collection (after any generation ends)."""
+        llama, self._llama = self._llama, None
+        if llama is not None:
+            await asyncio.to_thread(self._close, llama)
+
+    def _close(self, llama: Any) -> None:
+        with self._lock:
+            llama.close()
 
     @property
     def llama(self) -> Any:

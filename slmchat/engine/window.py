@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from slmchat.backends.base import Message
+from slmchat.infra.backends.base import Message
 
 #: tokens a chat template adds around each message (role markers, separators)
 PER_MESSAGE_OVERHEAD = 4

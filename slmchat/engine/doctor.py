@@ -10,10 +10,10 @@ from typing import Literal
 
 import httpx
 
-from slmchat import paths
-from slmchat.backends import parse_model_name
-from slmchat.config import Config, MemoryConfig, TierConfig, load_config
-from slmchat.errors import SlmchatError
+from slmchat.infra import paths
+from slmchat.infra.backends import parse_model_name
+from slmchat.infra.config import Config, MemoryConfig, TierConfig, load_config
+from slmchat.infra.errors import SlmchatError
 
 Level = Literal["ok", "warn", "fail"]
 
@@ -56,7 +56,7 @@ def check_packages() -> list[Check]:
 
 
 def check_default_model() -> Check:
-    from slmchat.backends.llamacpp import resolve_model_path
+    from slmchat.infra.backends.llamacpp import resolve_model_path
 
     try:
         path = resolve_model_path("smollm2")
@@ -67,7 +67,7 @@ def check_default_model() -> Check:
 
 async def check_ollama(host: str | None, model: str | None = None) -> Check:
     """Is an Ollama server answering at ``host`` (and does it have ``model``)?"""
-    from slmchat.backends.ollama import normalize_host
+    from slmchat.infra.backends.ollama import normalize_host
 
     host = normalize_host(host or os.environ.get("OLLAMA_HOST"))
     try:
@@ -109,7 +109,7 @@ async def check_tier(tier: str, cfg: TierConfig | None, config: Config) -> Check
     except SlmchatError as exc:
         return Check(name, "fail", exc.message, exc.hint)
     if ref.backend == "llamacpp":
-        from slmchat.backends.llamacpp import is_hub_name, resolve_model_path
+        from slmchat.infra.backends.llamacpp import is_hub_name, resolve_model_path
 
         if is_hub_name(ref.model):
             return Check(name, "warn", f"{ref}: not a local file; it will be fetched from the hub on first use")
@@ -128,7 +128,7 @@ async def check_tier(tier: str, cfg: TierConfig | None, config: Config) -> Check
 
 async def _check_openai(name: str, label: str, cfg: TierConfig) -> Check:
     base = (cfg.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
-    from slmchat import keys
+    from slmchat.infra import keys
 
     provider = cfg.options.get("key_provider") or keys.provider_for(cfg.base_url)
     found = keys.resolve_for_server(cfg.base_url, env_var=cfg.api_key_env, provider=provider)
@@ -165,7 +165,7 @@ async def _check_openai(name: str, label: str, cfg: TierConfig) -> Check:
 
 def check_embedding() -> Check:
     """The router's (and memory's) offline embedding model."""
-    from slmchat.embedding import MODEL_ID, MiniLMEmbedder
+    from slmchat.infra.embedding import MODEL_ID, MiniLMEmbedder
 
     try:
         MiniLMEmbedder().load()
@@ -214,7 +214,7 @@ def check_files() -> list[Check]:
     except SlmchatError as exc:
         return [Check("config", "fail", exc.message, exc.hint)]
     try:
-        from slmchat.store import Store
+        from slmchat.infra.store import Store
 
         Store(paths.database_file()).close()
         checks.append(Check("history", "ok", str(paths.database_file())))

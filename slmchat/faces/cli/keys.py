@@ -1,4 +1,4 @@
-"""`slmchat keys`: store, list and delete API keys in the OS keychain (see slmchat.keys)."""
+"""`slmchat keys`: store, list and delete API keys in the OS keychain (see slmchat.infra.keys)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from slmchat import keys
-from slmchat.errors import SlmchatError
+from slmchat.infra import keys
+from slmchat.infra.errors import SlmchatError
 
 
 def _interactive() -> bool:

@@ -16,7 +16,7 @@ import httpx
 import ollama
 import pydantic
 
-from slmchat.backends.base import (
+from slmchat.infra.backends.base import (
     CancelToken,
     Capabilities,
     ChatBackend,
@@ -29,7 +29,7 @@ from slmchat.backends.base import (
     Usage,
     estimate_tokens,
 )
-from slmchat.errors import BackendTimeout, BackendUnavailable, ModelNotFound, SlmchatError
+from slmchat.infra.errors import BackendTimeout, BackendUnavailable, ModelNotFound, SlmchatError
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_PORT = 11434

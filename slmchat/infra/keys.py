@@ -23,9 +23,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmchat import paths
-from slmchat.errors import SlmchatError
-from slmchat.keychain import (  # noqa: F401 - re-exported: slmchat.keys is the public API
+from slmchat.infra import paths
+from slmchat.infra.errors import SlmchatError
+from slmchat.infra.keychain import (  # noqa: F401 - re-exported: slmchat.infra.keys is the public API
     _CRYPTFILE_INSTALL,
     _PROVIDER_NAME,
     CRYPTFILE_NAME,

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from slmchat.backends.base import (
+from slmchat.infra.backends.base import (
     CancelToken,
     Capabilities,
     ChatBackend,
@@ -19,7 +19,7 @@ from slmchat.backends.base import (
     StreamEnd,
     Usage,
 )
-from slmchat.errors import BackendUnavailable, ModelNotFound
+from slmchat.infra.errors import BackendUnavailable, ModelNotFound
 
 __all__ = [
     "BACKENDS",
@@ -37,10 +37,14 @@ __all__ = [
 
 #: backend prefix -> (module, class, pip extra that installs its library)
 BACKENDS: dict[str, tuple[str, str, str]] = {
-    "llamacpp": ("slmchat.backends.llamacpp", "LlamaCppBackend", "slmchat"),
-    "ollama": ("slmchat.backends.ollama", "OllamaBackend", "slmchat"),
-    "mlx": ("slmchat.backends.mlx", "MlxBackend", "slmchat[mlx]" if sys.platform == "darwin" else "slmchat[mlx-cpu]"),
-    "openai": ("slmchat.backends.openai_compat", "OpenAICompatBackend", "slmchat"),
+    "llamacpp": ("slmchat.infra.backends.llamacpp", "LlamaCppBackend", "slmchat"),
+    "ollama": ("slmchat.infra.backends.ollama", "OllamaBackend", "slmchat"),
+    "mlx": (
+        "slmchat.infra.backends.mlx",
+        "MlxBackend",
+        "slmchat[mlx]" if sys.platform == "darwin" else "slmchat[mlx-cpu]",
+    ),
+    "openai": ("slmchat.infra.backends.openai_compat", "OpenAICompatBackend", "slmchat"),
 }
 
 

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from slmchat.errors import SlmchatError
+from slmchat.infra.errors import SlmchatError
 
 
 @click.group("route")
@@ -49,11 +49,11 @@ def score() -> None:
 @click.option("--yes", is_flag=True, help="Save without asking.")
 def calibrate(large_share: float | None, error_costs: str | None, limit: int, yes: bool) -> None:
     """Set the routing threshold from your recent turns (shows the effect before saving)."""
-    from slmchat import paths
-    from slmchat.config import load_config
+    from slmchat.engine.transcript import open_history
+    from slmchat.infra import paths
+    from slmchat.infra.config import load_config
     from slmchat.routing.calibrate import for_error_costs, for_share, save_threshold
     from slmchat.routing.policy import Router
-    from slmchat.transcript import open_history
 
     if (large_share is None) == (error_costs is None):
         raise SlmchatError("give exactly one of --large-share and --error-costs", "e.g. --large-share 0.2")

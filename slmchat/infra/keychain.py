@@ -1,7 +1,7 @@
 """Where slmchat keeps API keys: the OS keychain through ``keyring``, or an opt-in encrypted file.
 
 Provider names, their environment variables and key masking live here too, since the stores need
-them; ``slmchat.keys`` is the API the rest of slmchat uses.
+them; ``slmchat.infra.keys`` is the API the rest of slmchat uses.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from slmchat import paths
-from slmchat.errors import SlmchatError
+from slmchat.infra import paths
+from slmchat.infra.errors import SlmchatError
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from slmchat.accounting.pricing import TurnCost
-from slmchat.backends.base import StreamEnd, Usage
-from slmchat.events import Latency, TurnStats, TurnStatus
+from slmchat.engine.events import Latency, TurnStats, TurnStatus
+from slmchat.infra.backends.base import StreamEnd, Usage
 from slmchat.routing import RouteDecision, Tier
 
 

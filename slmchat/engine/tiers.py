@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
-from slmchat.backends import ChatBackend, ModelRef, create_backend, parse_model_name
-from slmchat.config import Config, TierConfig
-from slmchat.errors import SlmchatError
+from slmchat.engine.events import Event, ModelFailed, ModelLoading, ModelReady
+from slmchat.infra.backends import ChatBackend, ModelRef, create_backend, parse_model_name
+from slmchat.infra.config import Config, TierConfig
+from slmchat.infra.errors import SlmchatError
 from slmchat.routing import Tier
 
 
 class Tiers:
     """Model names and settings per tier; backends load once, on first use, shared by callers."""
 
-    def __init__(
-        self, config: Config, backends: dict[Tier, ChatBackend] | None, progress: Callable[[str], None]
-    ) -> None:
-        """``backends`` supplies ready backend objects (a custom one, or one shared between sessions)."""
+    def __init__(self, config: Config, backends: dict[Tier, ChatBackend] | None, emit: Callable[[Event], None]) -> None:
+        """``backends`` supplies ready backend objects; ``emit`` receives the loading events."""
         self.config = config
-        self._progress = progress
+        self._emit = emit
         self._tiers: dict[Tier, TierConfig | None] = {"small": config.small, "large": config.large}
         self._backends: dict[Tier, ChatBackend] = dict(backends or {})
         self._shared = set(self._backends.values())
@@ -82,10 +82,18 @@ class Tiers:
         options: dict[str, Any] = {"base_url": cfg.base_url, "timeout_s": cfg.timeout_s, **cfg.options}
         if cfg.api_key_env:  # the backend resolves the key itself (environment, then keychain)
             options["api_key_env"] = cfg.api_key_env
-        backend = create_backend(ref, options)
-        self._progress(f"{tier}: loading {ref}")
-        await backend.load(lambda msg: self._progress(f"{tier}: {msg}"))
-        self._progress(f"{tier}: ready ({ref})")
+        started = time.perf_counter()
+        self._emit(ModelLoading(tier, str(ref)))
+        try:
+            backend = create_backend(ref, options)
+            await backend.load(lambda _message: None)
+        except SlmchatError as exc:
+            self._emit(ModelFailed(tier, str(ref), exc.message, exc.hint))
+            raise
+        except Exception as exc:
+            self._emit(ModelFailed(tier, str(ref), f"{type(exc).__name__}: {exc}"))
+            raise
+        self._emit(ModelReady(tier, str(ref), (time.perf_counter() - started) * 1000))
         return backend
 
     def loaded(self, tier: Tier) -> ChatBackend | None:

@@ -8,7 +8,7 @@ so this module imports on machines without it.
 Options (the tier's ``options`` table): ``revision`` (a Hub branch, tag or commit) and
 ``trust_remote_code`` (allow models whose config names a custom Python file; off by default).
 
-All MLX work runs on one long-lived thread (see ``slmchat.backends.mlx_thread`` for why).
+All MLX work runs on one long-lived thread (see ``slmchat.infra.backends.mlx_thread`` for why).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from slmchat.backends.base import (
+from slmchat.infra.backends.base import (
     CancelToken,
     Capabilities,
     ChatBackend,
@@ -35,8 +35,8 @@ from slmchat.backends.base import (
     Usage,
     iterate_in_thread,
 )
-from slmchat.backends.mlx_thread import MlxThread
-from slmchat.errors import BackendUnavailable, ModelNotFound, SlmchatError
+from slmchat.infra.backends.mlx_thread import MlxThread
+from slmchat.infra.errors import BackendUnavailable, ModelNotFound, SlmchatError
 
 #: ``owner/name`` as the Hugging Face Hub spells repo ids
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

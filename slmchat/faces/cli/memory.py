@@ -10,11 +10,11 @@ from typing import Any
 
 import click
 
-from slmchat.errors import SlmchatError
+from slmchat.infra.errors import SlmchatError
 
 
 def _store() -> Any:
-    from slmchat.config import load_config
+    from slmchat.infra.config import load_config
     from slmchat.memory.store import MemoryStore
 
     config = load_config().memory

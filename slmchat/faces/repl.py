@@ -17,13 +17,21 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 
-from slmchat import paths
-from slmchat.errors import SlmchatError
-from slmchat.events import Compacted, Escalated, RouteDecided, Token, ToolCall, TurnDone, TurnFailed
+from slmchat.engine.events import (
+    ApprovalRequested,
+    Compacted,
+    Escalated,
+    RouteDecided,
+    Token,
+    TurnDone,
+    TurnFailed,
+)
+from slmchat.engine.session import Session
+from slmchat.engine.transcript import stats_line, tool_line
+from slmchat.infra import paths
+from slmchat.infra.errors import SlmchatError
 from slmchat.routing import Route
-from slmchat.session import Session
 from slmchat.tools.prompt import call_text, compact_signature
-from slmchat.transcript import stats_line, tool_line
 
 HELP = """\
 commands:
@@ -60,15 +68,14 @@ class Repl:
         self.out = out
         self.last_stats = ""
         self.memory_note: str | None = None
-        session.approve = self.approve
 
-    async def approve(self, call: ToolCall) -> bool:
+    async def approve(self, request: ApprovalRequested) -> None:
         """Ask before a tool that touches the outside world runs; Ctrl-C or Enter mean no."""
         try:
-            reply = await self.prompt.prompt_async(f"run {call_text(call.name, call.arguments)}? [y/N] ")
+            reply = await self.prompt.prompt_async(f"\nrun {call_text(request.name, request.arguments)}? [y/N] ")
         except (KeyboardInterrupt, EOFError):
-            return False
-        return reply.strip().lower() in ("y", "yes")
+            reply = ""
+        self.session.approve(request.request_id, reply.strip().lower() in ("y", "yes"))
 
     def write(self, text: str) -> None:
         self.out.write(text)
@@ -217,12 +224,14 @@ class Repl:
     async def answer(self, text: str, route: Route | None = None) -> None:
         restore = _on_sigint(self.session.cancel)
         try:
-            async with aclosing(self.session.turn(text, route)) as events:
+            async with aclosing(self.session.turn(text, route=route)) as events:
                 async for event in events:
                     if isinstance(event, RouteDecided) and event.decision.tier != event.decision.wanted:
                         self.write(f"[{event.decision.reason}]\n")
                     elif isinstance(event, Token):
                         self.write(event.text)
+                    elif isinstance(event, ApprovalRequested):
+                        await self.approve(event)
                     elif (line := tool_line(event)) is not None:
                         self.write(line + "\n")
                     elif isinstance(event, Escalated | Compacted):
@@ -297,4 +306,3 @@ async def run_repl(session: Session, prompt: PromptSession[str] | None = None, o
         await Repl(session, prompt, out or sys.stdout).run()
     finally:
         await session.aclose()
-        session.store.close()

@@ -12,24 +12,25 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from slmchat.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage
-from slmchat.embedding import default_embedder
-from slmchat.events import Compacted, Escalated, Event, Token
-from slmchat.memory.window import fit_window, history_budget
+from slmchat.engine.events import AnswerReset, Compacted, Escalated, Event, Token
+from slmchat.engine.turn_state import TurnState
+from slmchat.engine.window import fit_window, history_budget
+from slmchat.infra.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage
+from slmchat.infra.embedding import default_embedder
 from slmchat.routing import Route, Tier
 from slmchat.routing.signals import failure_signal, repetition_loop
-from slmchat.tools.agent import AgentSettings, ToolLoop, approver
+from slmchat.tools.agent import AgentSettings, ToolLoop
 from slmchat.tools.calls import ReplySchema
 from slmchat.tools.prompt import openai_tools
 from slmchat.tools.registry import Toolbox
 from slmchat.tools.relevance import relevant_toolbox
-from slmchat.turn_state import TurnState
 
 if TYPE_CHECKING:
-    from slmchat.config import Config
+    from slmchat.engine.tiers import Tiers
+    from slmchat.infra.config import Config
     from slmchat.routing import Router
-    from slmchat.tiers import Tiers
-    from slmchat.tools.agent import ApproveFn, CircuitBreaker
+    from slmchat.tools.agent import CircuitBreaker
+    from slmchat.tools.approval import ApprovalDesk
 
 
 class Answering:
@@ -41,8 +42,9 @@ class Answering:
     router: Router
     toolbox: Toolbox
     use_tools: bool
-    approve: ApproveFn | None
+    approvals: ApprovalDesk
     _breaker: CircuitBreaker
+    _side: list[Event]
 
     async def _stream(
         self,
@@ -69,6 +71,7 @@ class Answering:
         turn.dropped, turn.shortened = window.dropped, window.shortened
         if window.compacted and turn.compaction is None:
             turn.compaction = Compacted(window.shortened, window.dropped, window.tokens)
+            self._side.append(turn.compaction)  # yielded before this call's first token
         params = GenParams(
             max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed,
             json_schema=schema.schema if schema else None,
@@ -112,10 +115,10 @@ class Answering:
         if signal and decision.tier == "small" and decision.override is not Route.SMALL and not cancel.cancelled:
             escalated = self._escalation(signal, turn)
             turn.escalation = escalated.reason
-            turn.events.append(escalated.to_dict())
             yield escalated
             if escalated.to_tier == "large":
                 turn.restart("large")
+                yield AnswerReset("escalated")
                 async for event in self._call("large", turn, cancel):
                     yield event
 
@@ -140,7 +143,7 @@ class Answering:
 
         loop = ToolLoop(
             toolbox, step, settings=AgentSettings.from_config(self.config.tools), breaker=self._breaker,
-            approve=approver(self.config.tools.approve, self.approve),
+            approvals=self.approvals,
             escalate=(lambda reason: self._escalation(reason, turn, "step")) if may_escalate else None,
             tier=decision.tier,
         )  # fmt: skip
@@ -149,12 +152,12 @@ class Answering:
             if isinstance(event, Token):
                 turn.first_token_at = turn.first_token_at or time.perf_counter()
                 turn.answer.append(event.text)
-            else:
-                turn.events.append(event.to_dict())
             if isinstance(event, Escalated):
                 turn.escalation = event.reason
             yield event
-        turn.answer = [loop.result.answer]  # what the loop settled on (not a call the user saw streamed)
+        if loop.result.answer != turn.text_so_far:  # the loop settled on other text than what streamed
+            yield AnswerReset("tool_answer", loop.result.answer)
+        turn.answer = [loop.result.answer]
 
     def _record_call(self, turn: TurnState) -> None:
         """Close the model call in flight (also when the turn was abandoned halfway through it)."""

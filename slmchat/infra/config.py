@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from slmchat import paths
-from slmchat.errors import ConfigError
+from slmchat.infra import paths
+from slmchat.infra.errors import ConfigError
 
 ENV_PREFIX = "SLMCHAT_"
 #: variables that choose files or the key store rather than set config keys
@@ -25,7 +25,7 @@ PATH_VARIABLES = {
     "SLMCHAT_CONFIG",
     "SLMCHAT_CONFIG_DIR",
     "SLMCHAT_DATA_DIR",
-    "SLMCHAT_KEYRING",  # which key store (slmchat.keys), not a config key
+    "SLMCHAT_KEYRING",  # which key store (slmchat.infra.keys), not a config key
     "SLMCHAT_KEYRING_PASSPHRASE",
 }
 #: short names for keys that users set often; the value is taken as a plain string

@@ -1,4 +1,10 @@
-"""Events a turn emits. The same objects feed every face, ``ask --json`` and the store."""
+"""Every event the engine emits. The same objects feed every face, ``ask --json`` and the store.
+
+Turn events come from ``Session.turn`` (and ``stream``), in the order things happened; what is
+stored with a turn equals what was yielded, so ``event_from_dict`` rebuilds it exactly. Session
+events (models loading, background memory writes) go to ``Session.events()`` subscribers, and
+into the running turn's stream when they happen during one.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 from slmchat.accounting.pricing import TurnCost
-from slmchat.backends.base import Usage
+from slmchat.infra.backends.base import Usage
+from slmchat.infra.wire import EVENT_TYPES, Event, Token, event_from_dict
 from slmchat.routing.decision import RouteDecision
+from slmchat.routing.escalation import Escalated
+from slmchat.tools.events import ApprovalRequested, Recovery, ToolCall, ToolResult
 
 TurnStatus = Literal["ok", "interrupted", "failed"]
 
@@ -73,93 +82,33 @@ class TurnStats:
             "memory": self.memory,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TurnStats:
+        from slmchat.infra.wire import decode
 
-@dataclass(frozen=True)
-class Event:
-    """Base of all events; ``kind`` names the type on the wire."""
-
-    kind: ClassVar[str] = "event"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {"kind": self.kind}
-        for name in self.__dataclass_fields__:
-            value = getattr(self, name)
-            data[name] = value.to_dict() if hasattr(value, "to_dict") else value
-        return data
+        return decode(cls, data)
 
 
 @dataclass(frozen=True)
 class RouteDecided(Event):
+    """Where the turn runs and why; always the first event of a turn."""
+
     kind: ClassVar[str] = "route_decided"
     decision: RouteDecision
 
 
 @dataclass(frozen=True)
-class Token(Event):
-    kind: ClassVar[str] = "token"
-    text: str
+class AnswerReset(Event):
+    """The text streamed so far is replaced: the tokens that follow start the answer again.
 
-
-@dataclass(frozen=True)
-class Escalated(Event):
-    """A failure signal during the small tier's answer; that step is redone on ``to_tier``.
-
-    ``to_tier`` is "small" when no large tier is configured: the signal is reported, nothing redone.
-    ``usage`` is what the abandoned attempt used.
+    ``reason`` is "escalated" (a failed small-tier answer is redone on the large tier) or
+    "tool_answer" (the tool loop settled on ``text``, which replaces what streamed).
+    ``text`` is the new answer so far.
     """
 
-    kind: ClassVar[str] = "escalated"
+    kind: ClassVar[str] = "answer_reset"
     reason: str
-    from_tier: str
-    to_tier: str
-    model: str
-    usage: Usage
-    scope: str = "answer"  # "step": one step of a tool-using turn, after which the small tier resumes
-
-    @property
-    def note(self) -> str:
-        """The line faces show: why, and what happens to the answer (or the step)."""
-        if self.scope == "step":
-            target = f"redone on the large tier ({self.model})" if self.to_tier == "large" else "not redone"
-            return f"[{self.reason}: this step {target}]"
-        target = f"redone on the large tier ({self.model})" if self.to_tier == "large" else "kept"
-        return f"[{self.reason}: answer {target}]"
-
-
-@dataclass(frozen=True)
-class ToolCall(Event):
-    """The model called a tool; ``approved`` is the user's answer for tools that need approval."""
-
-    kind: ClassVar[str] = "tool_call"
-    name: str
-    arguments: dict[str, Any]
-    step: int
-    tier: str
-    requires_approval: bool = False
-    approved: bool | None = None
-
-
-@dataclass(frozen=True)
-class ToolResult(Event):
-    """What a tool returned (``ok``) or why it failed; ``ms`` is its run time over all attempts."""
-
-    kind: ClassVar[str] = "tool_result"
-    name: str
-    ok: bool
-    result: str
-    ms: float
-    attempts: int = 1
-
-
-@dataclass(frozen=True)
-class Recovery(Event):
-    """A recovery template was applied: ``template`` names it, ``message`` is what the model was told."""
-
-    kind: ClassVar[str] = "recovery"
-    template: str
-    message: str
-    step: int
-    action: str
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -193,6 +142,8 @@ class MemoryRecalled(Event):
 
 @dataclass(frozen=True)
 class TurnDone(Event):
+    """The turn finished (or was interrupted); ``stats`` has every figure, the turn id included."""
+
     kind: ClassVar[str] = "turn_done"
     stats: TurnStats
 
@@ -208,3 +159,97 @@ class TurnFailed(Event):
     conversation_id: str = ""
     turn_id: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+# -- session events: not part of one turn's record ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelLoading(Event):
+    """A tier's model started loading (on the first turn that needs it, or ``start_loading``)."""
+
+    kind: ClassVar[str] = "model_loading"
+    tier: str
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelReady(Event):
+    """A tier's model is loaded; ``load_ms`` is how long it took."""
+
+    kind: ClassVar[str] = "model_ready"
+    tier: str
+    model: str
+    load_ms: float
+
+
+@dataclass(frozen=True)
+class ModelFailed(Event):
+    """A tier's model could not load; the next turn that needs it tries again."""
+
+    kind: ClassVar[str] = "model_failed"
+    tier: str
+    model: str
+    error: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class MemorySaved(Event):
+    """A turn's background memory write finished: the exchange stored, and these fact changes."""
+
+    kind: ClassVar[str] = "memory_saved"
+    conversation_id: str
+    turn_id: int
+    changes: list[dict[str, Any]]
+    ms: float
+
+
+@dataclass(frozen=True)
+class MemoryFailed(Event):
+    """A turn's background memory write failed; the answer and the history are kept."""
+
+    kind: ClassVar[str] = "memory_failed"
+    conversation_id: str
+    turn_id: int
+    error: str
+
+
+TurnEvent = (
+    RouteDecided | MemoryRecalled | Compacted | Token | AnswerReset | ToolCall | ToolResult | Recovery | Escalated
+    | ApprovalRequested | TurnDone | TurnFailed
+)  # fmt: skip
+SessionEvent = ModelLoading | ModelReady | ModelFailed | MemorySaved | MemoryFailed
+AnyEvent = TurnEvent | SessionEvent
+#: session events: published to ``Session.events()``, never stored with a turn
+SESSION_EVENTS = (ModelLoading, ModelReady, ModelFailed, MemorySaved, MemoryFailed)
+
+__all__ = [
+    "EVENT_TYPES",
+    "SESSION_EVENTS",
+    "AnswerReset",
+    "AnyEvent",
+    "ApprovalRequested",
+    "Compacted",
+    "Escalated",
+    "Event",
+    "Latency",
+    "MemoryFailed",
+    "MemoryRecalled",
+    "MemorySaved",
+    "ModelFailed",
+    "ModelLoading",
+    "ModelReady",
+    "Recovery",
+    "RouteDecided",
+    "SessionEvent",
+    "Token",
+    "ToolCall",
+    "ToolResult",
+    "TurnDone",
+    "TurnEvent",
+    "TurnFailed",
+    "TurnStats",
+    "TurnStatus",
+    "event_from_dict",
+]

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmchat.errors import SlmchatError
+from slmchat.infra.errors import SlmchatError
 
 #: Numbered migrations; the position in this list + 1 is the schema version (PRAGMA user_version).
 #: Never edit one that has shipped: append a new one.
@@ -99,6 +100,8 @@ class TurnRecord:
     events: Sequence[dict[str, Any]]
     #: each model call's tier, model, token counts, latency and cost; the last is the answer that stands
     usage: dict[str, Any] | Sequence[dict[str, Any]] | None
+    #: the closing event (TurnDone, TurnFailed), built once the turn has its id, stored after ``events``
+    closing: Callable[[int], dict[str, Any]] | None = None
 
 
 class Store:
@@ -106,6 +109,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.RLock()
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -125,13 +129,14 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self._lock:  # turns are saved from worker threads; one transaction at a time
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     def new_conversation(self, title: str = "") -> str:
         """Create an empty conversation now (sessions create theirs with the first turn instead)."""
@@ -181,9 +186,10 @@ class Store:
                 ),
             )
             turn_id = int(cur.lastrowid or 0)
+            events = [*record.events, record.closing(turn_id)] if record.closing else record.events
             db.executemany(
                 "INSERT INTO events (turn_id, seq, kind, payload) VALUES (?, ?, ?, ?)",
-                [(turn_id, seq, e["kind"], json.dumps(e)) for seq, e in enumerate(record.events)],
+                [(turn_id, seq, e["kind"], json.dumps(e)) for seq, e in enumerate(events)],
             )
             calls = [record.usage] if isinstance(record.usage, dict) else list(record.usage or [])
             db.executemany(

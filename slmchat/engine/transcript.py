@@ -6,10 +6,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from slmchat import paths
-from slmchat.errors import SlmchatError
-from slmchat.events import Compacted
-from slmchat.store import Store
+from slmchat.engine.events import Compacted
+from slmchat.infra import paths
+from slmchat.infra.errors import SlmchatError
+from slmchat.infra.store import Store
 
 
 def open_history() -> Store:

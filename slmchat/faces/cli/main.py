@@ -3,25 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import sys
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
-from slmchat import __version__, paths
-from slmchat.config import load_config, write_template
-from slmchat.errors import SlmchatError
-from slmchat.events import Compacted, Escalated, RouteDecided, Token, TurnDone, TurnFailed
+from slmchat import __version__
+from slmchat.engine.events import ApprovalRequested, Compacted, Escalated, RouteDecided, Token, TurnDone, TurnFailed
+from slmchat.engine.transcript import tool_line
+from slmchat.infra import paths
+from slmchat.infra.config import load_config, write_template
+from slmchat.infra.errors import SlmchatError
 from slmchat.routing import Route
 from slmchat.tools.prompt import call_text
-from slmchat.transcript import tool_line
 
 
 class SlmchatGroup(click.Group):
-    """Turns user errors into one line on stderr (a traceback only with --debug)."""
+    """Turns user errors into one line on stderr (a traceback only with --debug).
+
+    Groups named in ``lazy`` are imported only when used: `slmchat eval` lives in the
+    evaluation package, which the runtime never imports.
+    """
+
+    lazy: ClassVar[dict[str, str]] = {"eval": "slmchat.eval.cli:eval_group"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -36,7 +53,7 @@ class SlmchatGroup(click.Group):
 
 
 def _session(ctx: click.Context, **kwargs: Any) -> Any:
-    from slmchat.session import Session
+    from slmchat.engine.session import Session
 
     return Session(load_config(), debug=ctx.obj["debug"], **kwargs)
 
@@ -53,7 +70,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     if ctx.invoked_subcommand is None:
-        from slmchat.repl import run_repl
+        from slmchat.faces.repl import run_repl
 
         session = _session(ctx)
         asyncio.run(run_repl(session))
@@ -93,19 +110,20 @@ def ask(
         prompt = f"{prompt}\n\n{piped}" if prompt and piped else prompt or piped
     if not prompt:
         raise SlmchatError("nothing to ask", 'give the question as an argument or on stdin: slmchat ask "..."')
-    session = _session(ctx, conversation_id=conversation_id, resume_latest=not new)
+    session = _session(
+        ctx, conversation_id=conversation_id, resume_latest=not new, approval="always" if approve_all else None
+    )
     if model:
         session.set_model("small", model)
     for problem in session.toolbox.problems:
         click.echo(f"warning: {problem}", err=True)
-    session.approve = (lambda _call: True) if approve_all else _ask_on_terminal
     try:
         code = asyncio.run(_ask(session, prompt, route, as_json, tools, False if no_memory else None))
     except KeyboardInterrupt:
         click.echo("\n[interrupted: the partial answer is saved]", err=True)
         code = 130
     finally:
-        session.store.close()
+        session.close()  # a no-op when the turn closed it; after Ctrl-C it releases everything
     ctx.exit(code)
 
 
@@ -128,9 +146,11 @@ async def _ask(
     streamed = False
     tool_events: list[dict[str, Any]] = []
     try:
-        async with aclosing(session.turn(prompt, route, tools, memory)) as events:
+        async with aclosing(session.turn(prompt, route=route, tools=tools, memory=memory)) as events:
             async for event in events:
-                if (line := tool_line(event)) is not None:
+                if isinstance(event, ApprovalRequested):
+                    session.approve(event.request_id, _ask_on_terminal(event))
+                elif (line := tool_line(event)) is not None:
                     tool_events.append(event.to_dict())
                     if not as_json:
                         click.echo(("\n" if streamed else "") + line, err=True)
@@ -220,7 +240,7 @@ def history_list(limit: int) -> None:
     """The most recent conversations."""
     from datetime import datetime
 
-    from slmchat.transcript import open_history
+    from slmchat.engine.transcript import open_history
 
     rows = open_history().conversations(limit)
     if not rows:
@@ -234,7 +254,7 @@ def history_list(limit: int) -> None:
 @click.argument("conversation_id", required=False)
 def history_show(conversation_id: str | None) -> None:
     """Print a conversation (default: the latest) as Markdown."""
-    from slmchat.transcript import conversation_markdown, open_history, pick_conversation
+    from slmchat.engine.transcript import conversation_markdown, open_history, pick_conversation
 
     store = open_history()
     click.echo(conversation_markdown(store, pick_conversation(store, conversation_id)), nl=False)
@@ -246,7 +266,13 @@ def history_show(conversation_id: str | None) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
 def history_export(conversation_id: str | None, fmt: str, output: Path | None) -> None:
     """Export a conversation (default: the latest) as Markdown or JSON."""
-    from slmchat.transcript import conversation_json, conversation_markdown, dumps, open_history, pick_conversation
+    from slmchat.engine.transcript import (
+        conversation_json,
+        conversation_markdown,
+        dumps,
+        open_history,
+        pick_conversation,
+    )
 
     store = open_history()
     cid = pick_conversation(store, conversation_id)
@@ -263,7 +289,7 @@ def history_export(conversation_id: str | None, fmt: str, output: Path | None) -
 @click.option("--turn", "turn_id", type=int, help="The turn to judge (default: the latest).")
 def feedback(verdict: str, turn_id: int | None) -> None:
     """Judge an answer good or bad; `slmchat route calibrate --error-costs` learns from it."""
-    from slmchat.transcript import open_history
+    from slmchat.engine.transcript import open_history
 
     store = open_history()
     turn_id = turn_id or store.latest_turn_id()
@@ -282,7 +308,7 @@ def stats(since: str | None, as_json: bool, as_csv: bool) -> None:
     from datetime import datetime
 
     from slmchat.accounting.stats import render, summarize, to_csv
-    from slmchat.transcript import open_history
+    from slmchat.engine.transcript import open_history
 
     start = 0.0
     if since:
@@ -300,13 +326,10 @@ def stats(since: str | None, as_json: bool, as_csv: bool) -> None:
 
 
 def _add_groups() -> None:
-    from slmchat.eval import tools_cli  # noqa: F401  (registers `eval tools`)
-    from slmchat.eval.cli import eval_group
-    from slmchat.keys_cli import keys_group
-    from slmchat.memory.cli import memory_group
-    from slmchat.routing.cli import route_group
+    from slmchat.faces.cli.keys import keys_group
+    from slmchat.faces.cli.memory import memory_group
+    from slmchat.faces.cli.route import route_group
 
-    main.add_command(eval_group)
     main.add_command(keys_group)
     main.add_command(memory_group)
     main.add_command(route_group)
@@ -315,7 +338,7 @@ def _add_groups() -> None:
 @main.command()
 def doctor() -> None:
     """Check what is installed and reachable, and say how to fix what is not."""
-    from slmchat.doctor import run_checks
+    from slmchat.engine.doctor import run_checks
 
     checks = asyncio.run(run_checks())
     failed = False

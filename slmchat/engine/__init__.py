@@ -1,0 +1,1 @@
+"""The engine: ``Session`` assembles each turn from the capabilities and streams its events."""

@@ -1,0 +1,494 @@
+"""The session engine: the one place where a turn is assembled.
+
+``Session.turn`` reads top to bottom as the pipeline in DESIGN.md: route, recall, build the
+prompt, stream from the chosen backend, measure, store, and finish with ``TurnDone`` (or
+``TurnFailed``). Every event leaves through ``_emit``, so what a turn stores is what it
+yielded. Faces only consume events; sync code uses ``stream`` and ``ask``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from typing import Any, Self
+
+import numpy as np
+
+from slmchat.accounting.pricing import TurnCost, call_costs, price_for, total_cost
+from slmchat.engine.answering import Answering
+from slmchat.engine.events import (
+    SESSION_EVENTS,
+    ApprovalRequested,
+    Event,
+    MemoryFailed,
+    MemoryRecalled,
+    MemorySaved,
+    RouteDecided,
+    TurnDone,
+    TurnFailed,
+    TurnStats,
+    TurnStatus,
+)
+from slmchat.engine.sync_bridge import LoopThread
+from slmchat.engine.tiers import Tiers
+from slmchat.engine.turn_state import TurnState
+from slmchat.infra import paths
+from slmchat.infra.backends import ChatBackend
+from slmchat.infra.backends.base import CancelToken, Message, StreamEnd, Usage, estimate_tokens
+from slmchat.infra.config import Config, TierConfig, load_config
+from slmchat.infra.errors import SlmchatError
+from slmchat.infra.store import Store, TurnRecord, new_conversation_id
+from slmchat.memory.manager import Memory
+from slmchat.routing import Route, RouteDecision, Router, Tier
+from slmchat.routing.budget import budget_block
+from slmchat.tools.agent import AgentSettings, CircuitBreaker
+from slmchat.tools.approval import ApprovalDesk, ApprovalPolicy
+from slmchat.tools.registry import Toolbox, load_tools
+
+LATENCY_COLUMNS = ("ttft_ms", "total_ms", "tokens_per_s")
+
+
+class Session(Answering):
+    """A conversation with a small and an optional large tier.
+
+    ``async for event in session.turn(text)`` from async code; ``for event in
+    session.stream(text)`` or ``session.ask(text)`` from sync code (with or without a running
+    event loop). ``with Session() as s`` / ``async with Session() as s`` close everything.
+    ``cancel()`` stops the running turn; its partial answer is kept.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        store: Store | None = None,
+        conversation_id: str | None = None,
+        resume_latest: bool = False,
+        debug: bool = False,
+        backends: dict[Tier, ChatBackend] | None = None,
+        router: Router | None = None,
+        tools: Toolbox | None = None,
+        approval: ApprovalPolicy | None = None,
+        memory: Memory | None = None,
+    ) -> None:
+        """``backends`` supplies ready backend objects (a custom one, or one shared between sessions).
+
+        ``tools`` replaces the tools from the config. ``approval`` is what happens when a tool
+        that requires approval is called: "ask" (an ``ApprovalRequested`` event that a face
+        answers with ``approve``), "always" or "never"; default: the config's ``tools.approve``.
+        """
+        self.config = config or load_config()
+        self.store = store or Store(paths.database_file())
+        self.debug = debug
+        self.route = Route(self.config.route)
+        self.router = router or Router(threshold=self.config.routing.threshold)
+        self.status = "idle"  # what the session is doing, from its own events (for status bars)
+        self.tiers = Tiers(self.config, backends, self._emit_session)
+        self._cancel: CancelToken | None = None
+        self._sync: LoopThread | None = None
+        self._closed = False
+        self._subscribers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event | None]]] = []
+        self._side: list[Event] = []  # events raised inside a turn, waiting for its next yield
+        self._turn_running = False
+        self.history: list[Message] = []
+        self.last_turn_id: int | None = None
+        self._started = time.time()  # the session budget counts from here
+        self.toolbox = tools if tools is not None else load_tools(self.config.tools.enabled)
+        self.use_tools = True  # the session switch; a turn can still say otherwise
+        enabled = self.config.memory.enabled
+        self.memory = memory if memory is not None else (Memory(self.config.memory) if enabled else None)
+        self.use_memory = True  # the session switch for memory
+        self._pending: set[asyncio.Future[None]] = set()
+        self.approvals = ApprovalDesk(approval or self.config.tools.approve)  # type: ignore[arg-type]
+        self._breaker = CircuitBreaker(AgentSettings.breaker_failures, AgentSettings.breaker_cooldown_s)
+        self.conversation_id = self._open_conversation(conversation_id, resume_latest)
+
+    # -- conversation -------------------------------------------------------------------
+
+    def _open_conversation(self, conversation_id: str | None, resume_latest: bool) -> str:
+        if conversation_id is None and resume_latest:
+            conversation_id = self.store.latest_conversation()
+        if conversation_id is None:
+            return new_conversation_id()  # stored with its first turn: no empty conversations
+        conversation_id = self.store.find_conversation(conversation_id)
+        for row in self.store.turns(conversation_id):
+            if row["status"] == "failed":
+                continue  # a question that got no answer is not sent again
+            self.history.append(Message("user", row["user_text"]))
+            if row["answer"]:
+                self.history.append(Message("assistant", row["answer"]))
+        return conversation_id
+
+    def new_conversation(self) -> str:
+        """Start a fresh conversation (the old one stays in the store)."""
+        self.history = []
+        self.conversation_id = new_conversation_id()
+        return self.conversation_id
+
+    def feedback(self, good: bool, turn_id: int | None = None) -> int:
+        """Thumbs up or down on a turn (default: the last one); calibration learns from these."""
+        turn_id = turn_id or self.last_turn_id
+        if turn_id is None:
+            raise SlmchatError("there is no answer to judge yet", "ask something first")
+        self.store.set_feedback(turn_id, good)
+        return turn_id
+
+    def approve(self, request_id: str, allowed: bool = True) -> bool:
+        """Answer an ``ApprovalRequested`` event (from any thread); False if it was not open."""
+        return self.approvals.answer(request_id, allowed)
+
+    # -- models -------------------------------------------------------------------------
+
+    def tier_config(self, tier: Tier) -> TierConfig | None:
+        """The settings a tier runs with now (after any ``set_model``)."""
+        return self.tiers.settings(tier)
+
+    def model_name(self, tier: Tier) -> str | None:
+        return self.tiers.model_name(tier)
+
+    def set_model(self, tier: Tier, name: str) -> str:
+        """Use another model for ``tier`` from the next turn on; returns the resolved name."""
+        return self.tiers.set_model(tier, name)
+
+    async def backend(self, tier: Tier) -> ChatBackend:
+        """The loaded backend of ``tier``; loads it once, shared by concurrent callers."""
+        return await self.tiers.backend(tier)
+
+    def start_loading(self, tier: Tier = "small") -> asyncio.Future[ChatBackend]:
+        """Begin loading in the background so a face is usable at once (needs a running loop).
+
+        The router's embedding model and the memory database open too, so the first turn does
+        not pay for them. Progress arrives as ``ModelLoading`` / ``ModelReady`` / ``ModelFailed``.
+        """
+        warmers = [lambda: self.router.embed("warm up")] if self.router.uses_embedding else []
+        if self.memory is not None:
+            warmers.append(self.memory.store)  # a failure here is reported by the first turn
+        for warmer in warmers:
+            warm = asyncio.ensure_future(asyncio.to_thread(warmer))
+            warm.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+        loading = asyncio.ensure_future(self.backend(tier))
+        loading.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+        return loading
+
+    # -- the event channel --------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event of this session as it happens (turn and session events), until ``aclose``."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        entry = (asyncio.get_running_loop(), queue)
+        self._subscribers.append(entry)
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            self._subscribers.remove(entry)
+
+    def _publish(self, event: Event | None) -> None:
+        for loop, queue in list(self._subscribers):
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+
+    def _emit_session(self, event: Event) -> None:
+        """A session event: to subscribers now, and into the running turn's stream at its next event."""
+        self.status = _status(event, self.status)
+        self._publish(event)
+        if self._turn_running:
+            self._side.append(event)
+
+    def _emit(self, turn: TurnState, event: Event) -> Event:
+        """The one way out for a turn's events: recorded with the turn unless it is a session event."""
+        if not isinstance(event, SESSION_EVENTS):
+            turn.events.append(event.to_dict())
+            if isinstance(event, ApprovalRequested):
+                self.status = f"waiting for approval: {event.name}"
+            self._publish(event)
+        return event
+
+    def _flush(self, turn: TurnState) -> list[Event]:
+        """Events raised inside the turn since its last yield, in the order they happened."""
+        pending, self._side = self._side, []
+        for event in pending:
+            if not isinstance(event, SESSION_EVENTS):
+                self._emit(turn, event)
+        return pending
+
+    # -- one turn -----------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the running turn promptly; it ends as ``interrupted`` with its partial answer."""
+        if self._cancel is not None:
+            self._cancel.cancel()
+        self.approvals.deny_all()
+
+    async def turn(
+        self, text: str, *, route: Route | str | None = None, tools: bool | None = None, memory: bool | None = None
+    ) -> AsyncIterator[Event]:
+        """Run one turn and stream its events; always ends with TurnDone or TurnFailed.
+
+        ``route`` forces a tier for this turn ("small", "large") or lets the router decide ("auto").
+        ``tools`` offers (True) or withholds (False) the tools for this turn; default: ``use_tools``.
+        ``memory=False`` keeps the turn out of memory: nothing recalled, nothing stored.
+        """
+        if self._closed:
+            raise SlmchatError("this session is closed", "open a new Session")
+        started = time.perf_counter()
+        route = Route(route) if route is not None else self.route
+        cancel = self._cancel = CancelToken()
+        decision, embedding = await asyncio.to_thread(self._route, text, route)
+        turn = TurnState(
+            text, decision, started, embedding=embedding, ran_on=decision.tier, system=self.config.system_prompt
+        )
+        self._turn_running, self._side, self.status = True, [], "thinking"
+        yield self._emit(turn, RouteDecided(decision))
+        remembering = self.memory is not None and (self.use_memory if memory is None else memory)
+        try:
+            if remembering and (recalled := await self._recall(turn)) is not None:
+                yield self._emit(turn, recalled)
+            offered = self._offered_tools(turn, tools)
+            runner = self._tool_turn(turn, cancel, offered) if offered else self._plain_turn(turn, cancel)
+            async for event in runner:
+                for side in self._flush(turn):
+                    yield side
+                yield self._emit(turn, event)
+            for side in self._flush(turn):
+                yield side
+            turn.finished_at = time.perf_counter()
+            if turn.end is None:
+                raise SlmchatError(f"{decision.model} ended its stream without finishing", "try again")
+            stats = self._stats(turn, "interrupted" if turn.end.finish_reason == "cancelled" else "ok")
+            done = await self._save(turn, stats.status, None, stats, lambda tid: TurnDone(replace(stats, turn_id=tid)))
+            if remembering and stats.status == "ok":
+                self._remember_later(turn, done.stats.turn_id)  # type: ignore[union-attr]
+            yield done
+        except Exception as exc:
+            if self.debug:
+                raise
+            for side in self._flush(turn):
+                yield side
+            if isinstance(exc, SlmchatError):
+                yield await self._failed(turn, exc.message, exc.hint)
+            else:
+                yield await self._failed(turn, f"unexpected error: {type(exc).__name__}: {exc}", "run with --debug")
+        finally:
+            # the consumer went away (Ctrl-C, task cancelled, loop closed): stop the model, keep the partial answer
+            cancel.cancel()
+            self.approvals.deny_all()
+            if not turn.saved:
+                turn.end = turn.end or StreamEnd(Usage(None, None, estimated=True), "cancelled")
+                turn.finished_at = time.perf_counter()
+                self._record_call(turn)
+                self._save_now(turn, "interrupted", None, self._stats(turn, "interrupted"))
+            self._cancel, self._turn_running, self._side = None, False, []
+            self.status = "idle"
+
+    async def _failed(self, turn: TurnState, message: str, hint: str | None) -> TurnFailed:
+        def failed(turn_id: int) -> TurnFailed:
+            return TurnFailed(message, hint, turn.text_so_far, self.conversation_id, turn_id)
+
+        return await self._save(turn, "failed", message, None, failed)
+
+    def _route(self, text: str, route: Route) -> tuple[RouteDecision, np.ndarray | None]:
+        """Score the request (one embedding per turn, kept for memory) and decide the tier (off the loop)."""
+        models = {t: self.model_name(t) for t in ("small", "large")}
+        limit = self.config.routing.long_context_tokens
+        return self.router.decide_turn(text, self.history, route, models, self._budget_block(), limit)  # type: ignore[arg-type]
+
+    def _budget_block(self) -> str | None:
+        return budget_block(self.config.routing, self.tiers.settings("large"), self.store, self._started)
+
+    async def _recall(self, turn: TurnState) -> MemoryRecalled | None:
+        """Put relevant memories in the turn's system prompt; say so when memory is off."""
+        assert self.memory is not None
+        recalled = await self.memory.recall(turn.text, turn.embedding, estimate_tokens)
+        turn.memory = recalled.to_dict()
+        block = self.memory.prompt_block(recalled)
+        if not block:
+            return None
+        turn.system = f"{turn.system}\n\n{block}" if turn.system else block
+        return MemoryRecalled(turn.memory["recalled"], recalled.tokens, recalled.ms)
+
+    def _remember_later(self, turn: TurnState, turn_id: int) -> None:
+        """Store the exchange and its facts in the background, off the reply's path; say when done."""
+        assert self.memory is not None
+        memory, cid, answer = self.memory, self.conversation_id, turn.text_so_far
+
+        async def remember() -> None:
+            started = time.perf_counter()
+            try:
+                changes = await memory.remember_turn(await self.backend("small"), turn.text, answer, cid, turn_id)
+            except Exception as exc:  # a failed write never takes the session down
+                self._emit_session(MemoryFailed(cid, turn_id, f"{type(exc).__name__}: {exc}"))
+                return
+            if memory.unavailable:
+                self._emit_session(MemoryFailed(cid, turn_id, memory.unavailable))
+                return
+            done = [{"action": c.action, "fact": c.fact, "replaced": c.replaced} for c in changes]
+            self._emit_session(MemorySaved(cid, turn_id, done, (time.perf_counter() - started) * 1000))
+
+        task = asyncio.ensure_future(remember())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def settle(self) -> None:
+        """Wait for background memory work (a script's last turn must not lose its facts)."""
+        here = asyncio.get_running_loop()
+        for task in list(self._pending):
+            loop = task.get_loop()
+            if loop is here:
+                await asyncio.gather(task, return_exceptions=True)
+            elif not loop.is_closed() and loop.is_running():
+                waited = asyncio.run_coroutine_threadsafe(asyncio.wait([task]), loop)
+                await asyncio.wrap_future(waited)
+
+    def _stats(self, turn: TurnState, status: TurnStatus) -> TurnStats:
+        backend = self.tiers.loaded(turn.ran_on or turn.decision.tier)
+        costs = self._call_costs(turn)
+        return turn.stats(status, self.conversation_id, backend.count_tokens if backend else None, total_cost(costs))
+
+    def _call_costs(self, turn: TurnState) -> list[TurnCost]:
+        prices = {
+            tier: price_for(model, self.tiers.settings(tier))
+            for tier in ("small", "large")
+            if (model := self.model_name(tier))
+        }
+        return call_costs(turn.calls, prices)  # type: ignore[arg-type]
+
+    async def _save(self, turn: TurnState, status: TurnStatus, error: str | None, stats: TurnStats | None, last: Any):
+        """Store the turn off the loop; ``last(turn_id)`` builds the closing event, stored and returned."""
+        closing: list[Event] = []
+
+        def close(turn_id: int) -> dict[str, Any]:
+            closing.append(last(turn_id))
+            self._publish(closing[0])
+            return closing[0].to_dict()
+
+        await asyncio.to_thread(self._save_now, turn, status, error, stats, close)
+        return closing[0]
+
+    def _save_now(
+        self, turn: TurnState, status: TurnStatus, error: str | None, stats: TurnStats | None, closing: Any = None
+    ) -> int:
+        """Store the turn (one transaction) and add it to the history the next turn sees."""
+        decision, answer = turn.decision, turn.text_so_far
+        usage = None
+        if stats is not None:
+            usage = [
+                {"tier": c.tier, "model": c.model, **c.usage.to_dict(), **cost.to_dict(), "model_ms": c.model_s * 1000}
+                for c, cost in zip(turn.calls, self._call_costs(turn), strict=True)
+            ]
+            if usage:  # the answer that stands: its stats (token counts may have been estimated)
+                usage[-1].update(stats.usage.to_dict())
+                usage[-1].update({k: v for k, v in stats.latency.to_dict().items() if k in LATENCY_COLUMNS})
+        record = TurnRecord(
+            self.conversation_id, turn.text, answer, status, decision.tier, decision.model, decision.reason,
+            error, turn.events, usage, closing,
+        )  # fmt: skip
+        turn_id = self.store.save_turn(record)
+        self.last_turn_id = turn_id
+        turn.saved = True
+        if status != "failed":
+            self.history.append(Message("user", turn.text))
+            if answer:
+                self.history.append(Message("assistant", answer))
+        return turn_id
+
+    # -- from sync code -----------------------------------------------------------------
+
+    def _bridge(self) -> LoopThread:
+        if self._closed:
+            raise SlmchatError("this session is closed", "open a new Session")
+        if self._sync is None or not self._sync.alive:
+            self._sync = LoopThread()
+        return self._sync
+
+    def stream(
+        self, text: str, *, route: Route | str | None = None, tools: bool | None = None, memory: bool | None = None
+    ) -> Iterator[Event]:
+        """The events of ``turn`` from sync code, as they happen (the turn runs on the session's thread).
+
+        Leaving the loop early interrupts the turn and keeps its partial answer. An
+        ``ApprovalRequested`` event is answered with ``approve`` from the consuming thread.
+        """
+        return self._bridge().iterate(self.turn(text, route=route, tools=tools, memory=memory), self.cancel)
+
+    def ask(
+        self, text: str, *, route: Route | str | None = None, tools: bool | None = None, memory: bool | None = None
+    ) -> TurnStats:
+        """Run one turn from sync code and return its stats; raises ``SlmchatError`` if it fails.
+
+        Works with or without a running event loop in the calling thread. A tool that needs
+        approval does not run unless the session's ``approval`` policy is "always": there is
+        no one to ask.
+        """
+        last: Event | None = None
+        for event in self.stream(text, route=route, tools=tools, memory=memory):
+            if isinstance(event, ApprovalRequested):
+                self.approve(event.request_id, False)
+            last = event
+        if isinstance(last, TurnFailed):
+            raise SlmchatError(last.error, last.hint)
+        assert isinstance(last, TurnDone), "a turn always ends with TurnDone or TurnFailed"
+        self._bridge().run(self.settle())
+        return last.stats
+
+    # -- closing ------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Finish background work, then close the models, memory and the store; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self.cancel()
+        await self.settle()
+        await self.tiers.aclose()
+        if self.memory is not None:
+            await asyncio.to_thread(self.memory.close)
+        self.store.close()
+        self._publish(None)  # ends every events() subscription
+        if self._sync is not None and self._sync.loop is not _running_loop():
+            self._sync.stop()  # close() stops the thread it runs on itself
+            self._sync = None
+
+    def close(self) -> None:
+        """``aclose`` from sync code (with or without a running loop in this thread)."""
+        if self._closed:
+            return
+        sync = self._sync or LoopThread()
+        self._sync = None
+        try:
+            sync.run(self.aclose())
+        finally:
+            sync.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _status(event: Event, current: str) -> str:
+    """The one-line state a status bar shows after a session event."""
+    kind = event.kind
+    if kind == "model_loading":
+        return f"{event.tier}: loading {event.model}"  # type: ignore[attr-defined]
+    if kind == "model_ready":
+        return f"{event.tier}: ready ({event.model})"  # type: ignore[attr-defined]
+    if kind == "model_failed":
+        return f"{event.tier}: failed to load ({event.error})"  # type: ignore[attr-defined]
+    return current
