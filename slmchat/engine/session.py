@@ -246,7 +246,8 @@ class Session(Answering):
         try:
             if remembering and (recalled := await self._recall(turn)) is not None:
                 yield self._emit(turn, recalled)
-            offered = self._offered_tools(turn, tools)
+            # choosing the relevant tools embeds their descriptions once: off the loop
+            offered = await asyncio.to_thread(self._offered_tools, turn, tools) if self.toolbox else self.toolbox
             runner = self._tool_turn(turn, cancel, offered) if offered else self._plain_turn(turn, cancel)
             async for event in runner:
                 for side in self._flush(turn):
@@ -257,9 +258,9 @@ class Session(Answering):
             turn.finished_at = time.perf_counter()
             if turn.end is None:
                 raise SlmchatError(f"{decision.model} ended its stream without finishing", "try again")
-            stats = self._stats(turn, "interrupted" if turn.end.finish_reason == "cancelled" else "ok")
-            done = await self._save(turn, stats.status, None, stats, lambda tid: TurnDone(replace(stats, turn_id=tid)))
-            if remembering and stats.status == "ok":
+            status: TurnStatus = "interrupted" if turn.end.finish_reason == "cancelled" else "ok"
+            done = await self._save(turn, status, None, lambda tid, stats: TurnDone(replace(stats, turn_id=tid)))
+            if remembering and status == "ok":
                 self._remember_later(turn, done.stats.turn_id)  # type: ignore[union-attr]
             yield done
         except Exception as exc:
@@ -287,7 +288,7 @@ class Session(Answering):
         def failed(turn_id: int) -> TurnFailed:
             return TurnFailed(message, hint, turn.text_so_far, self.conversation_id, turn_id)
 
-        return await self._save(turn, "failed", message, None, failed)
+        return await self._save(turn, "failed", message, lambda tid, _stats: failed(tid))
 
     def _route(self, text: str, route: Route) -> tuple[RouteDecision, np.ndarray | None]:
         """Score the request (one embedding per turn, kept for memory) and decide the tier (off the loop)."""
@@ -331,14 +332,18 @@ class Session(Answering):
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def settle(self) -> None:
-        """Wait for background memory work (a script's last turn must not lose its facts)."""
+    async def settle(self, *, blocked: asyncio.AbstractEventLoop | None = None) -> None:
+        """Wait for background memory work (a script's last turn must not lose its facts).
+
+        The work runs on the loop of the turn that started it. ``blocked`` is a loop that
+        cannot run now (the one whose thread waits in ``close()``): its work is not waited for.
+        """
         here = asyncio.get_running_loop()
         for task in list(self._pending):
             loop = task.get_loop()
             if loop is here:
                 await asyncio.gather(task, return_exceptions=True)
-            elif not loop.is_closed() and loop.is_running():
+            elif loop is not blocked and not loop.is_closed() and loop.is_running():
                 waited = asyncio.run_coroutine_threadsafe(asyncio.wait([task]), loop)
                 await asyncio.wrap_future(waited)
 
@@ -355,16 +360,24 @@ class Session(Answering):
         }
         return call_costs(turn.calls, prices)  # type: ignore[arg-type]
 
-    async def _save(self, turn: TurnState, status: TurnStatus, error: str | None, stats: TurnStats | None, last: Any):
-        """Store the turn off the loop; ``last(turn_id)`` builds the closing event, stored and returned."""
+    async def _save(self, turn: TurnState, status: TurnStatus, error: str | None, last: Any) -> Any:
+        """Measure and store the turn off the loop; ``last(turn_id, stats)`` builds the closing event.
+
+        The closing event is stored in the same transaction and returned for the caller to yield.
+        """
         closing: list[Event] = []
 
-        def close(turn_id: int) -> dict[str, Any]:
-            closing.append(last(turn_id))
-            self._publish(closing[0])
-            return closing[0].to_dict()
+        def finish() -> None:
+            stats = self._stats(turn, status) if status != "failed" else None
 
-        await asyncio.to_thread(self._save_now, turn, status, error, stats, close)
+            def close(turn_id: int) -> dict[str, Any]:
+                closing.append(last(turn_id, stats))
+                self._publish(closing[0])
+                return closing[0].to_dict()
+
+            self._save_now(turn, status, error, stats, close)
+
+        await asyncio.to_thread(finish)
         return closing[0]
 
     def _save_now(
@@ -435,13 +448,13 @@ class Session(Answering):
 
     # -- closing ------------------------------------------------------------------------
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, _blocked: asyncio.AbstractEventLoop | None = None) -> None:
         """Finish background work, then close the models, memory and the store; safe to call twice."""
         if self._closed:
             return
         self._closed = True
         self.cancel()
-        await self.settle()
+        await self.settle(blocked=_blocked)
         await self.tiers.aclose()
         if self.memory is not None:
             await asyncio.to_thread(self.memory.close)
@@ -457,8 +470,8 @@ class Session(Answering):
             return
         sync = self._sync or LoopThread()
         self._sync = None
-        try:
-            sync.run(self.aclose())
+        try:  # a loop running in this thread waits with us: its background work cannot finish now
+            sync.run(self.aclose(_blocked=_running_loop()))
         finally:
             sync.stop()
 

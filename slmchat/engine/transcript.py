@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from slmchat.engine.events import Compacted
+from slmchat.engine.events import event_from_dict
 from slmchat.infra import paths
 from slmchat.infra.errors import SlmchatError
 from slmchat.infra.store import Store
@@ -35,7 +35,7 @@ def conversation_json(store: Store, conversation_id: str) -> dict[str, Any]:
     turns = []
     for row in store.turns(conversation_id):
         events = store.events(row["id"])
-        notes = [Compacted(e["shortened"], e["dropped"], e["tokens"]).note for e in events if e["kind"] == "compacted"]
+        notes = [event_from_dict(e).note for e in events if e["kind"] == "compacted"]  # type: ignore[attr-defined]
         tools = [e for e in events if e["kind"] in ("tool_call", "tool_result", "recovery")]
         recalled = next((e["recalled"] for e in events if e["kind"] == "memory_recalled"), [])
         turns.append(
@@ -76,18 +76,11 @@ def conversation_markdown(store: Store, conversation_id: str) -> str:
             label += f" — {turn['status']}"
         lines += [f"> {note}" for note in turn["notes"]]
         lines += [f"> recalled: {r['text']}" for r in turn["recalled"]]
-        lines += [f"> {line}" for e in turn["tool_events"] if (line := tool_line(_Event(e)))]
+        lines += [f"> {line}" for e in turn["tool_events"] if (line := tool_line(event_from_dict(e)))]
         lines += [label + ":", "", turn["answer"] or "_(no answer)_", ""]
         if turn["error"]:
             lines += [f"> error: {turn['error']}", ""]
     return "\n".join(lines).rstrip() + "\n"
-
-
-class _Event:
-    """A stored event dict read like the event object it was (for ``tool_line``)."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.__dict__.update(data)
 
 
 def stats_line(stats: Any) -> str:
@@ -122,9 +115,9 @@ def stats_line(stats: Any) -> str:
 
 
 def tool_line(event: Any) -> str | None:
+    """The line faces show for a tool event (None for other events)."""
     from slmchat.tools.prompt import call_text
 
-    """The line faces show for a tool event (None for other events)."""
     kind = getattr(event, "kind", "")
     if kind == "tool_call":
         note = {True: " (approved)", False: " (not allowed)"}.get(event.approved, "")
