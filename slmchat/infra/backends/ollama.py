@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +35,8 @@ from slmchat.infra.errors import BackendTimeout, BackendUnavailable, ModelNotFou
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_PORT = 11434
 DEFAULT_TIMEOUT_S = 60.0
+#: seconds `list_pulled` waits: listing models must not hang on a server that does not answer
+LIST_TIMEOUT_S = 2.0
 #: how often a stream waiting for the server looks at its cancel token, in seconds
 CANCEL_POLL_S = 0.05
 
@@ -210,30 +213,7 @@ class OllamaBackend(ChatBackend):
             )
         if isinstance(exc, ollama.RequestError):
             return ModelNotFound(f"cannot ask Ollama for model {self.model!r}: {exc.error}")
-        if isinstance(exc, httpx.TimeoutException):
-            return BackendTimeout(
-                f"Ollama at {self.host} did not answer within {self.timeout_s:g} s",
-                "check the server is not overloaded, or raise timeout_s",
-            )
-        if isinstance(exc, ConnectionError | httpx.ConnectError | httpx.UnsupportedProtocol):
-            return BackendUnavailable(
-                f"cannot reach Ollama at {self.host}",
-                "start it with `ollama serve`, or set OLLAMA_HOST / base_url to where it runs",
-            )
-        if isinstance(exc, httpx.TransportError):
-            return BackendUnavailable(
-                f"lost the connection to Ollama at {self.host}: {exc}", "look at the Ollama server log"
-            )
-        if isinstance(exc, httpx.InvalidURL):
-            return BackendUnavailable(
-                f"invalid Ollama address {self.host!r}: {exc}", "set OLLAMA_HOST / base_url to host:port"
-            )
-        if isinstance(exc, json.JSONDecodeError | pydantic.ValidationError):
-            return BackendUnavailable(
-                f"unexpected answer from {self.host}, which may not be Ollama: {exc}",
-                "set OLLAMA_HOST / base_url to where Ollama runs",
-            )
-        return None
+        return _connection_error(exc, self.host, self.timeout_s)
 
 
 def _num_ctx(parameters: str | None) -> int | None:
@@ -246,3 +226,92 @@ def _num_ctx(parameters: str | None) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _connection_error(exc: BaseException, host: str, timeout_s: float) -> SlmchatError | None:
+    """The user error for a transport failure talking to Ollama at ``host``; ``None`` if it is not one."""
+    if isinstance(exc, httpx.TimeoutException):
+        return BackendTimeout(
+            f"Ollama at {host} did not answer within {timeout_s:g} s",
+            "check the server is not overloaded, or raise timeout_s",
+        )
+    if isinstance(exc, ConnectionError | httpx.ConnectError | httpx.UnsupportedProtocol):
+        return BackendUnavailable(
+            f"cannot reach Ollama at {host}",
+            "start it with `ollama serve`, or set OLLAMA_HOST / base_url to where it runs",
+        )
+    if isinstance(exc, httpx.TransportError):
+        return BackendUnavailable(f"lost the connection to Ollama at {host}: {exc}", "look at the Ollama server log")
+    if isinstance(exc, httpx.InvalidURL):
+        return BackendUnavailable(f"invalid Ollama address {host!r}: {exc}", "set OLLAMA_HOST / base_url to host:port")
+    if isinstance(exc, json.JSONDecodeError | pydantic.ValidationError):
+        return BackendUnavailable(
+            f"unexpected answer from {host}, which may not be Ollama: {exc}",
+            "set OLLAMA_HOST / base_url to where Ollama runs",
+        )
+    return None
+
+
+# -- listing -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PulledModel:
+    """One model an Ollama server holds: an entry of ``GET /api/tags``, named as Ollama names it."""
+
+    name: str
+    size_bytes: int | None = None
+    parameter_size: str | None = None
+    quantization: str | None = None
+    family: str | None = None
+
+
+def list_pulled(host: str | None = None, timeout_s: float = LIST_TIMEOUT_S) -> list[PulledModel]:
+    """The models pulled on the Ollama server at ``host`` (``GET /api/tags``), by name.
+
+    ``host`` is read as ``OLLAMA_HOST`` is (default: ``OLLAMA_HOST``, else 127.0.0.1:11434).
+    Raises ``BackendUnavailable`` or ``BackendTimeout`` saying why the server could not be asked.
+    Plain httpx rather than the client, whose typed answer drops entries that carry only ``name``.
+    """
+    host = normalize_host(host or os.environ.get("OLLAMA_HOST"))
+    try:
+        with httpx.Client(timeout=timeout_s) as client:
+            response = client.get(host + "/api/tags")
+        if response.status_code != 200:
+            raise BackendUnavailable(
+                f"Ollama at {host} answered HTTP {response.status_code} to /api/tags",
+                "set OLLAMA_HOST / base_url to where Ollama runs, or look at the server log",
+            )
+        entries = response.json().get("models")
+        if not isinstance(entries, list):
+            raise ValueError("no list of models")
+        models = [_pulled(entry) for entry in entries if isinstance(entry, dict)]
+    except SlmchatError:
+        raise
+    except httpx.TimeoutException as exc:
+        raise BackendTimeout(
+            f"Ollama at {host} did not answer within {timeout_s:g} s", "check that the server is not overloaded"
+        ) from exc
+    except (ValueError, AttributeError) as exc:  # not JSON, or not the shape /api/tags has
+        raise BackendUnavailable(
+            f"unexpected answer from {host}, which may not be Ollama: {exc}",
+            "set OLLAMA_HOST / base_url to where Ollama runs",
+        ) from exc
+    except Exception as exc:
+        mapped = _connection_error(exc, host, timeout_s)
+        if mapped is None:
+            raise
+        raise mapped from exc
+    return sorted((m for m in models if m.name), key=lambda m: m.name)
+
+
+def _pulled(entry: dict[str, Any]) -> PulledModel:
+    details = entry.get("details") if isinstance(entry.get("details"), dict) else {}
+    size = entry.get("size")
+    return PulledModel(
+        name=str(entry.get("model") or entry.get("name") or ""),
+        size_bytes=size if isinstance(size, int) else None,
+        parameter_size=details.get("parameter_size") or None,
+        quantization=details.get("quantization_level") or None,
+        family=details.get("family") or None,
+    )
