@@ -102,3 +102,19 @@ def test_judging_answers_in_the_chat(small_backend) -> None:  # type: ignore[no-
     from slmchat.infra.store import Store
 
     assert [t["good"] for t in Store(store_path).routed_turns()] == [False]
+
+
+def test_an_answer_replaced_by_the_tool_loop_ends_with_the_stored_answer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The tool loop may settle on other text than what streamed (here JSON with the key twice, the
+    last one wins): the screen ends with the answer that was stored."""
+    from slmchat.testing import scripted_session
+    from slmchat.tools import Toolbox
+    from tests.test_commands import calculate
+
+    reply = '{"answer": "It is 3366.", "answer": "It is 3367."}'
+    session = scripted_session([reply], data_dir=tmp_path, tools=Toolbox().add(calculate))
+    out = io.StringIO()
+    asyncio.run(Repl(session, PromptSession(output=DummyOutput()), out).answer("What is 37 * 91?"))
+    assert out.getvalue().startswith("It is 3366.\nIt is 3367.")
+    assert session.history[-1].content == "It is 3367."
+    session.close()

@@ -1,7 +1,8 @@
-"""The plain interactive chat (prompt-toolkit): history, multi-line input, slash commands.
+"""The plain interactive chat (prompt-toolkit): history, multi-line input, events as text.
 
-Enter sends; Alt-Enter (or Esc then Enter) starts a new line. Ctrl-C stops an answer
-(the partial answer is kept), Ctrl-D or /quit leaves.
+Slash lines go to the command layer (``slmchat.engine.commands``); this module only prints
+what comes back. Enter sends; Alt-Enter (or Esc then Enter) starts a new line. Ctrl-C stops
+an answer (the partial answer is kept), Ctrl-D or /quit leaves.
 """
 
 from __future__ import annotations
@@ -17,7 +18,21 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 
+from slmchat.engine.commands import (
+    Command,
+    CommandResult,
+    Facts,
+    Help,
+    Matches,
+    Models,
+    Prompt,
+    Tools,
+    forget_confirmed,
+    parse_command,
+    run_command,
+)
 from slmchat.engine.events import (
+    AnswerReset,
     ApprovalRequested,
     Compacted,
     Escalated,
@@ -29,24 +44,11 @@ from slmchat.engine.events import (
 from slmchat.engine.session import Session
 from slmchat.engine.transcript import stats_line, tool_line
 from slmchat.infra import paths
-from slmchat.infra.errors import SlmchatError
 from slmchat.routing import Route
-from slmchat.tools.prompt import call_text, compact_signature
+from slmchat.tools.prompt import call_text
 
-HELP = """\
-commands:
-  /help                 this text
-  /new                  start a new conversation
-  /model [NAME]         show the models, or use NAME (backend:model) for the small tier
-  /route [auto|small|large]  show or set the route for the following turns
-  /large TEXT, /small TEXT   send this one message to that tier
-  /good, /bad           judge the last answer (calibration learns from it)
-  /tools [on|off]       list the tools, or offer them (on) or not (off) from now on
-  /remember TEXT        remember a fact about you ("I prefer metric units")
-  /forget QUERY         show the memories matching QUERY and delete them if you say so
-  /memory [on|off]      show what is remembered, or use memory (on) or not (off) from now on
-  /quit                 leave (Ctrl-D works too)
-Enter sends, Alt-Enter adds a line, Ctrl-C stops an answer."""
+#: the REPL's own keys, shown after the commands in /help
+KEYS = "Enter sends, Alt-Enter adds a line, Ctrl-C stops an answer, Ctrl-D leaves."
 
 
 def _bindings() -> KeyBindings:
@@ -99,127 +101,59 @@ class Repl:
                 continue
             except EOFError:
                 break
-            text = text.strip()
-            if not text:
+            parsed = parse_command(text)
+            if isinstance(parsed, Prompt):
+                if parsed.text:
+                    await self.answer(parsed.text, parsed.route)
                 continue
-            route, text = _tier_prefix(text)
-            if route is None and text.startswith("/"):
-                if not await self.command(text):
-                    break
-                continue
-            if text:
-                await self.answer(text, route)
+            result = await run_command(self.session, parsed) if isinstance(parsed, Command) else parsed
+            if result.quits:
+                break
+            await self.show(result)
 
     def preload(self) -> None:
         """Load the small model in the background; a failure is reported by the next turn."""
         loading = self.session.start_loading("small")
         loading.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
 
-    async def command(self, line: str) -> bool:
-        """Run a slash command; False means quit."""
-        name, _, arg = line.partition(" ")
-        arg = arg.strip()
-        if name in ("/quit", "/exit", "/q"):
-            return False
-        if name == "/help":
-            self.write(HELP + "\n")
-        elif name in ("/good", "/bad"):
-            try:
-                turn_id = self.session.feedback(name == "/good")
-                self.write(f"noted: turn {turn_id} was {name[1:]}\n")
-            except SlmchatError as exc:
-                self.write(f"error: {exc}\n")
-        elif name == "/tools":
-            self.tools(arg)
-        elif name in ("/remember", "/forget", "/memory"):
-            await self.memory_command(name, arg)
-        elif name == "/new":
-            cid = self.session.new_conversation()
-            self.write(f"new conversation {cid}\n")
-        elif name == "/model":
-            if arg:
-                try:
-                    self.write(f"small tier: {self.session.set_model('small', arg)}\n")
-                    self.last_stats = ""  # the toolbar shows the new model loading
-                    self.preload()
-                except SlmchatError as exc:
-                    self.write(f"error: {exc}\n")
-            else:
-                for tier in ("small", "large"):
-                    self.write(f"{tier}: {self.session.model_name(tier) or '(not configured)'}\n")  # type: ignore[arg-type]
-        elif name == "/route":
-            if arg:
-                try:
-                    self.session.route = Route(arg)
-                except ValueError:
-                    self.write("error: route is one of auto, small, large\n")
-                    return True
-            self.write(f"route: {self.session.route.value}\n")
+    async def show(self, result: CommandResult) -> None:
+        """Print a command's result; /forget asks before its second step."""
+        if not result.ok:
+            self.write(f"error: {result.message}\n" + (f"  fix: {result.hint}\n" if result.hint else ""))
+        elif isinstance(result, Help):
+            self.write(f"{result.text}\n{KEYS}\n")
+        elif isinstance(result, Models) and result.changed:
+            self.write(result.message + "\n")
+            self.last_stats = ""  # the toolbar shows the new model loading
+            self.preload()
+        elif isinstance(result, Models):
+            for tier, model in (("small", result.small), ("large", result.large)):
+                self.write(f"{tier}: {model or '(not configured)'}\n")
+        elif isinstance(result, Tools):
+            for tool in result.tools:
+                self.write(f"  {tool.signature}{'  (asks first)' if tool.asks_first else ''}\n")
+            for problem in result.problems:
+                self.write(f"  warning: {problem}\n")
+            self.write(result.message + "\n")
+        elif isinstance(result, Facts):
+            for fact in result.facts:
+                self.write(f"  {fact.text}\n")
+            self.write(result.message + "\n")
+        elif isinstance(result, Matches) and result.hits:
+            await self.forget(result)
         else:
-            self.write(f"unknown command {name}; /help lists them\n")
-        return True
+            self.write(result.message + "\n")
 
-    def tools(self, arg: str) -> None:
-        if arg in ("on", "off"):
-            self.session.use_tools = arg == "on"
-        elif arg:
-            self.write("error: /tools takes on or off\n")
-            return
-        box = self.session.toolbox
-        for spec in box.specs:
-            self.write(f"  {compact_signature(spec)}{'  (asks first)' if spec.requires_approval else ''}\n")
-        for problem in box.problems:
-            self.write(f"  warning: {problem}\n")
-        state = "on" if self.session.use_tools else "off"
-        self.write(
-            f"tools {state}: {len(box.specs)} available\n" if box else "no tools installed (see docs/tools.md)\n"
-        )
-
-    async def memory_command(self, name: str, arg: str) -> None:
-        """/remember, /forget and /memory: the user's own control over long-term memory."""
-        memory = self.session.memory
-        if memory is None:
-            self.write("memory is off in the config ([memory] enabled = false)\n")
-            return
-        try:
-            if name == "/remember":
-                change = await asyncio.to_thread(memory.remember, arg, self.session.conversation_id)
-                self.write(_change_text(change) + "\n")
-            elif name == "/forget":
-                await self.forget(memory, arg)
-            elif arg in ("on", "off"):
-                self.session.use_memory = arg == "on"
-                self.write(f"memory {arg}\n")
-            elif arg:
-                self.write("error: /memory takes on or off\n")
-            else:
-                facts = await asyncio.to_thread(memory.facts, 20)
-                for item in facts:
-                    self.write(f"  {item.text}\n")
-                state = "on" if self.session.use_memory else "off"
-                self.write(f"memory {state}: {len(facts)} fact{'s' if len(facts) != 1 else ''} shown\n")
-        except SlmchatError as exc:
-            self.write(f"error: {exc.message}\n" + (f"  fix: {exc.hint}\n" if exc.hint else ""))
-
-    async def forget(self, memory: Any, query: str) -> None:
-        if not query:
-            self.write("error: /forget needs something to look for: /forget my dog\n")
-            return
-        hits = [h for h in await asyncio.to_thread(memory.search, query, 5) if h.similarity >= FORGET_SIMILARITY]
-        if not hits:
-            self.write(f"nothing remembered about {query!r}\n")
-            return
-        for hit in hits:
+    async def forget(self, matches: Matches) -> None:
+        """The second step of /forget: delete the matches only if the user says yes."""
+        for hit in matches.hits:
             self.write(f"  {hit.item.kind}: {hit.item.text}\n")
         try:
-            reply = await self.prompt.prompt_async(f"delete these {len(hits)}? [y/N] ")
+            reply = await self.prompt.prompt_async(f"delete these {len(matches.hits)}? [y/N] ")
         except (KeyboardInterrupt, EOFError):
             reply = ""
-        if reply.strip().lower() not in ("y", "yes"):
-            self.write("nothing deleted\n")
-            return
-        deleted = await asyncio.to_thread(memory.forget, [hit.item.id for hit in hits])
-        self.write(f"deleted {deleted}\n")
+        yes = reply.strip().lower() in ("y", "yes")
+        await self.show(await forget_confirmed(self.session, matches.ids if yes else ()))
 
     async def answer(self, text: str, route: Route | None = None) -> None:
         restore = _on_sigint(self.session.cancel)
@@ -232,6 +166,9 @@ class Repl:
                         self.write(event.text)
                     elif isinstance(event, ApprovalRequested):
                         await self.approve(event)
+                    elif isinstance(event, AnswerReset):
+                        if event.reason == "tool_answer":  # the answer that was stored replaces what streamed
+                            self.write("\n" + event.text)
                     elif (line := tool_line(event)) is not None:
                         self.write(line + "\n")
                     elif isinstance(event, Escalated | Compacted):
@@ -250,29 +187,6 @@ class Repl:
                             self.write(f"  fix: {event.hint}\n")
         finally:
             restore()
-
-
-#: /forget offers only memories at least this similar to the query
-FORGET_SIMILARITY = 0.3
-
-
-def _change_text(change: Any) -> str:
-    if change.action == "add":
-        return f"remembered: {change.fact}"
-    if change.action == "update":
-        return f"updated: {change.replaced} → {change.fact}"
-    if change.action == "delete":
-        return f"forgot: {change.replaced}"
-    return f"already remembered ({change.reason})"
-
-
-def _tier_prefix(text: str) -> tuple[Route | None, str]:
-    """``/large …`` or ``/small …`` forces a tier for this one turn."""
-    for route in (Route.LARGE, Route.SMALL):
-        prefix = f"/{route.value}"
-        if text == prefix or text.startswith(prefix + " ") or text.startswith(prefix + "\n"):
-            return route, text[len(prefix) :].strip()
-    return None, text
 
 
 def _on_sigint(callback: Callable[[], None]) -> Callable[[], None]:
