@@ -258,3 +258,152 @@ def test_ctrl_c_stops_ask_and_keeps_the_partial_answer(tmp_path: Path) -> None:
 
 def test_doctor_checks_the_embedding_model() -> None:
     assert "ok    embedding: all-MiniLM-L6-v2-onnx-int8" in slmchat("doctor").stdout
+
+
+# -- llm's spellings: -m, -s, -c, --cid; --json on every list; bad input is one line -----------------
+
+
+@pytest.fixture
+def ollama():  # type: ignore[no-untyped-def]
+    """A fake Ollama (tests/fake_ollama.py) that answers "Hello, world!", and the env pointing at it."""
+    from fake_ollama import FakeOllama
+
+    with FakeOllama(models=("llama3.2:3b",)) as server:
+        yield server, {"OLLAMA_HOST": server.host_port}
+
+
+def sent_system(server) -> str:  # type: ignore[no-untyped-def]
+    """The system message of the last chat request the fake Ollama received."""
+    messages = server.requests_to("/api/chat")[-1].body["messages"]
+    assert messages[0]["role"] == "system"
+    return messages[0]["content"]
+
+
+def test_ask_takes_m_and_s_and_the_system_prompt_reaches_the_model(ollama) -> None:  # type: ignore[no-untyped-def]
+    server, env = ollama
+    result = slmchat("ask", "-m", "ollama:llama3.2:3b", "-s", "Answer like a pirate.", "--json", "hi", env=env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["answer"] == "Hello, world!" and data["route"]["model"] == "ollama:llama3.2:3b"
+    assert sent_system(server) == "Answer like a pirate."
+    assert slmchat("ask", "--model", "ollama:llama3.2:3b", "hi", env=env).stdout == "Hello, world!\n"
+    assert sent_system(server) == "You are a helpful assistant. Answer clearly and concisely."  # the config's
+
+
+def test_ask_c_and_cid_continue_and_the_old_spellings_still_work(ollama) -> None:  # type: ignore[no-untyped-def]
+    _server, env = ollama
+
+    def ask(*args: str) -> str:
+        result = slmchat("ask", "-m", "ollama:llama3.2:3b", "--json", *args, "hi", env=env)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["conversation_id"]
+
+    first, second = ask(), ask()
+    assert first != second
+    assert ask("-c") == ask("--continue") == second
+    assert ask("--cid", first[:6]) == ask("--conversation", first) == first
+    assert ask("-c", "--cid", first) == first  # --cid names one: it wins over "the latest"
+    assert ask("--new") not in (first, second)
+    turns = {row["id"]: row["turns"] for row in json.loads(slmchat("history", "list", "--json").stdout)}
+    assert turns[first] == 4 and turns[second] == 3
+
+
+def test_the_chat_takes_m_s_and_cid(ollama) -> None:  # type: ignore[no-untyped-def]
+    server, env = ollama
+    asked = json.loads(slmchat("ask", "-m", "ollama:llama3.2:3b", "--json", "hi", env=env).stdout)
+    cid = asked["conversation_id"]
+    result = slmchat(
+        "-m", "ollama:llama3.2:3b", "-s", "Be brief.", "--cid", cid, stdin="/model\nhello again\n/quit\n", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "small: ollama:llama3.2:3b" in result.stdout and "Hello, world!" in result.stdout
+    assert sent_system(server) == "Be brief."
+    messages = server.requests_to("/api/chat")[-1].body["messages"]
+    assert [m["content"] for m in messages[1:]] == ["hi", "Hello, world!", "hello again"]  # the conversation went on
+
+
+def test_bad_session_options_are_one_clear_line(ollama, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _server, env = ollama
+    unknown = slmchat("ask", "--cid", "nosuchid", "hi")
+    assert_clean_error(unknown, "no conversation with id 'nosuchid'", "slmchat history list")
+    assert len(unknown.stderr.strip().splitlines()) == 2
+    assert_clean_error(slmchat("--cid", "nosuchid", stdin="/quit\n"), "no conversation with id 'nosuchid'")
+    assert_clean_error(slmchat("ask", "--new", "--cid", "abc", "hi"), "--new and --cid contradict each other")
+    assert_clean_error(slmchat("ask", "-m", "foo:bar", "hi"), "unknown backend 'foo'", "llamacpp, ollama, mlx, openai")
+    assert_clean_error(slmchat("-m", "foo:bar", stdin="/quit\n"), "unknown backend 'foo'")
+    misplaced = slmchat("-m", "ollama:llama3.2:3b", "ask", "hi", env=env)
+    assert_clean_error(misplaced, "before `ask` are options of the chat", "slmchat ask -m NAME")
+
+
+def test_stats_refuses_json_with_csv() -> None:
+    result = slmchat("stats", "--json", "--csv")
+    assert_clean_error(result, "--json and --csv cannot be used together", "fix: ")
+    assert result.stdout == ""
+
+
+def test_list_commands_print_json(ollama, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _server, env = ollama
+    assert json.loads(slmchat("history", "list", "--json").stdout) == []
+    cid = json.loads(slmchat("ask", "-m", "ollama:llama3.2:3b", "--json", "Name a colour.", env=env).stdout)[
+        "conversation_id"
+    ]
+    [row] = json.loads(slmchat("history", "list", "--json").stdout)
+    assert row["id"] == cid and row["turns"] == 1 and row["title"] == "Name a colour."
+    assert row["updated_at"] >= row["created_at"] > 0
+    keys = json.loads(slmchat("keys", "list", "--json", env={"OPENAI_API_KEY": "sk-test-1234567890abcdef"}).stdout)
+    openai = next(k for k in keys if k["provider"] == "openai")
+    assert openai["source"] == "env OPENAI_API_KEY" and "1234567890" not in openai["masked"]
+    assert next(k for k in keys if k["provider"] == "anthropic") == {
+        "provider": "anthropic",
+        "source": "none",
+        "masked": "",
+    }
+
+
+def test_tools_list_shows_signatures_approval_and_problems(tmp_path: Path) -> None:
+    (tmp_path / "my_tools.py").write_text(
+        "from slmchat.tools import tool\n\n"
+        "def add(a: int, b: int = 2) -> int:\n    '''Add two whole numbers.'''\n    return a + b\n\n"
+        "@tool(requires_approval=True)\n"
+        "def read_note(name: str) -> str:\n    '''Read the user's saved note with this name.'''\n    return name\n"
+    )
+    env = {
+        "PYTHONPATH": str(tmp_path),
+        "SLMCHAT_TOOLS__ENABLED": '["my_tools:add", "my_tools:read_note", "no_such_tool"]',
+    }
+    data = json.loads(slmchat("tools", "list", "--json", env=env).stdout)
+    assert data["tools"] == [
+        {"name": "add", "signature": "add(a: int, b: int = 2) - Add two whole numbers",
+         "requires_approval": False, "approval": "none"},
+        {"name": "read_note", "signature": "read_note(name: str) - Read the user's saved note with this name",
+         "requires_approval": True, "approval": "ask"},
+    ]  # fmt: skip
+    [problem] = data["problems"]
+    assert problem.startswith("tool no_such_tool is enabled in the config but not installed (installed: ")
+    text = slmchat("tools", "list", env={**env, "SLMCHAT_TOOLS__APPROVE": "never"})
+    assert text.stdout.splitlines() == [
+        "add(a: int, b: int = 2) - Add two whole numbers",
+        "read_note(name: str) - Read the user's saved note with this name  (never runs: tools.approve = never)",
+    ]
+    assert text.stderr.startswith("warning: tool no_such_tool is enabled")
+    assert slmchat("tools", "list").stdout == "no tools enabled (install a plugin: see docs/tools.md)\n"
+
+
+def test_ask_prints_the_tool_loops_answer_when_it_replaces_what_streamed(capsys: pytest.CaptureFixture[str]) -> None:
+    """A reply that mixed text and a call streamed both; the stored answer replaces them on stdout."""
+    import asyncio
+
+    from slmchat.faces.cli.ask import run_turn
+    from slmchat.testing import scripted_session
+    from slmchat.tools import Toolbox
+
+    def add(a: int, b: int) -> int:
+        """Add two whole numbers."""
+        return a + b
+
+    call = 'Sure! {"tool": "add", "arguments": {"a": 2, "b": 3}}'
+    session = scripted_session([call, "It is 5."], tools=Toolbox().add(add))
+    assert asyncio.run(run_turn(session, "What is 2 + 3?", None, False, tools=True)) == 0
+    out, err = capsys.readouterr()
+    assert out.endswith("\nIt is 5.\n") and out.startswith("Sure! ")
+    assert "[tool add(" in err and "[→ 5 (" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -48,9 +49,14 @@ def keys_set(provider: str) -> None:
 
 
 @keys_group.command("list")
-def keys_list() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (keys masked, as in the text).")
+def keys_list(as_json: bool) -> None:
     """Each provider, where its key comes from (env VAR, keychain or none), and the key masked."""
     rows = keys.list_keys(interactive=_interactive())
+    if as_json:
+        fields = ("provider", "source", "masked")
+        click.echo(json.dumps([dict(zip(fields, row, strict=True)) for row in rows], indent=2))
+        return
     width = max(len(name) for name, _source, _masked in rows)
     source_width = max(len(source) for _name, source, _masked in rows)
     for name, source, masked in rows:

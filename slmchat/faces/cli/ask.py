@@ -1,0 +1,183 @@
+"""`slmchat ask`: one question, the answer streamed to stdout (or one JSON object), then exit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from contextlib import aclosing
+from typing import Any
+
+import click
+
+from slmchat.engine.events import (
+    AnswerReset,
+    ApprovalRequested,
+    Compacted,
+    Escalated,
+    Event,
+    RouteDecided,
+    Token,
+    TurnDone,
+    TurnFailed,
+)
+from slmchat.engine.transcript import tool_line
+from slmchat.faces.cli.session_options import SessionChoice, open_session, session_options
+from slmchat.infra.errors import SlmchatError
+from slmchat.routing import Route
+from slmchat.tools.prompt import call_text
+
+
+@click.command()
+@click.argument("text", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming text.")
+@session_options
+@click.option("--route", type=click.Choice([r.value for r in Route]), help="Force a tier, or let the router decide.")
+@click.option("--tools/--no-tools", "tools", default=None, help="Offer the enabled tools (default) or not.")
+@click.option("--yes", "-y", "approve_all", is_flag=True, help="Run tools that need approval without asking.")
+@click.option("--no-memory", is_flag=True, help="Keep this turn out of memory: nothing recalled, nothing stored.")
+@click.pass_context
+def ask(
+    ctx: click.Context,
+    text: tuple[str, ...],
+    as_json: bool,
+    choice: SessionChoice,
+    route: str | None,
+    tools: bool | None,
+    approve_all: bool,
+    no_memory: bool,
+) -> None:
+    """Answer TEXT and exit. Piped input is added after TEXT (or is the question on its own).
+
+    Tools that touch the outside world are asked about on the terminal; with no terminal
+    they do not run unless --yes is given (or tools.approve = "always").
+    """
+    prompt = " ".join(text).strip()
+    if not sys.stdin.isatty():
+        piped = sys.stdin.read().strip()
+        prompt = f"{prompt}\n\n{piped}" if prompt and piped else prompt or piped
+    if not prompt:
+        raise SlmchatError("nothing to ask", 'give the question as an argument or on stdin: slmchat ask "..."')
+    session = open_session(ctx, choice, approval="always" if approve_all else None)
+    for problem in session.toolbox.problems:
+        click.echo(f"warning: {problem}", err=True)
+    try:
+        code = asyncio.run(run_turn(session, prompt, route, as_json, tools, False if no_memory else None))
+    except KeyboardInterrupt:
+        click.echo("\n[interrupted: the partial answer is saved]", err=True)
+        code = 130
+    finally:
+        session.close()  # a no-op when the turn closed it; after Ctrl-C it releases everything
+    ctx.exit(code)
+
+
+def _ask_on_terminal(call: Any) -> bool:
+    """Ask on the controlling terminal (stdin may be the question); no terminal means no."""
+    question = f"run {call_text(call.name, call.arguments)}? [y/N] "
+    try:
+        with open("/dev/tty", "r+", encoding="utf-8") as tty:
+            tty.write(question)
+            tty.flush()
+            return tty.readline().strip().lower() in ("y", "yes")
+    except OSError:
+        click.echo(f"[{call.name} needs approval and there is no terminal to ask: pass --yes to allow it]", err=True)
+        return False
+
+
+async def run_turn(
+    session: Any, prompt: str, route: str | None, as_json: bool, tools: bool | None = None, memory: bool | None = None
+) -> int:
+    """Run one turn and render it; the exit code (0 done, 130 interrupted). A failed turn raises."""
+    render = TurnPrinter(as_json)
+    try:
+        async with aclosing(session.turn(prompt, route=route, tools=tools, memory=memory)) as events:
+            async for event in events:
+                if isinstance(event, ApprovalRequested):
+                    session.approve(event.request_id, _ask_on_terminal(event))
+                elif (code := render(event)) is not None:
+                    return code
+    finally:
+        await session.aclose()
+    return 1
+
+
+class TurnPrinter:
+    """Renders a turn's events: the answer to stdout, notes to stderr (or one JSON object at the end).
+
+    stdout ends with the stored answer: when the text streamed so far is replaced by the tool
+    loop's answer, that answer follows on a new line.
+    """
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.line_open = False  # stdout holds text not yet ended by a newline
+        self.tool_events: list[dict[str, Any]] = []
+
+    def _out(self, text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        if text:
+            self.line_open = not text.endswith("\n")
+
+    def _end_line(self) -> None:
+        if self.line_open:
+            self._out("\n")
+
+    def __call__(self, event: Event) -> int | None:
+        """Show one event; the exit code once the turn is over, else None."""
+        if (line := tool_line(event)) is not None:
+            self.tool_events.append(event.to_dict())
+            if not self.as_json:
+                self._end_line()
+                click.echo(line, err=True)
+        elif isinstance(event, TurnDone):
+            return self._done(event)
+        elif isinstance(event, TurnFailed):
+            self._end_line()
+            raise SlmchatError(event.error, event.hint)
+        elif self.as_json:
+            return None
+        elif isinstance(event, Token):
+            self._out(event.text)
+        elif isinstance(event, AnswerReset) and event.reason == "tool_answer":
+            self._end_line()
+            self._out(event.text)
+        elif isinstance(event, RouteDecided) and event.decision.tier != event.decision.wanted:
+            click.echo(f"[{event.decision.reason}]", err=True)
+        elif isinstance(event, Escalated):  # the new answer's tokens follow the note
+            self._end_line()
+            click.echo(event.note, err=True)
+        elif isinstance(event, Compacted):
+            click.echo(event.note, err=True)
+        return None
+
+    def _done(self, event: TurnDone) -> int:
+        note = (event.stats.memory or {}).get("note")
+        if self.as_json:
+            click.echo(json.dumps({**answer_json(event), "tool_events": self.tool_events}, ensure_ascii=False))
+        else:
+            if note:
+                click.echo(f"[{note}]", err=True)
+            self._end_line()
+        return 0 if event.stats.status == "ok" else 130
+
+
+def answer_json(event: TurnDone) -> dict[str, Any]:
+    """The fields of `ask --json` (docs/getting-started.md lists them)."""
+    stats = event.stats
+    return {
+        "answer": stats.answer,
+        "route": stats.route.to_dict(),
+        "usage": stats.usage.to_dict(),
+        "latency": stats.latency.to_dict(),
+        "status": stats.status,
+        "cost": stats.cost.to_dict() if stats.cost else None,
+        "escalation": stats.escalation,
+        "answered_by": stats.answered_by,
+        "tools": stats.tools,
+        "memory": stats.memory,
+        "history_dropped": stats.history_dropped,
+        "history_shortened": stats.history_shortened,
+        "conversation_id": stats.conversation_id,
+        "turn_id": stats.turn_id,
+    }
