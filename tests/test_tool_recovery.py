@@ -182,8 +182,14 @@ def test_the_recordings_say_where_they_come_from() -> None:
             assert entry["command"].startswith("targeted run") and entry["functions"] == specs, key
         else:
             assert entry["tag"] in {"compact_u", "json_u", "compact_c", "json_c"}, key
-            assert entry["command"].startswith("python -m slmchat eval tools /work/shared/data/bfcl/questions/"), key
+            questions, answers = f"../shared/data/bfcl/questions/{entry['source']}", entry["source"]
+            assert entry["command"].startswith(f"python -m slmchat eval tools {questions} --answers "), key
+            assert f" ../shared/data/bfcl/possible_answer/{answers} " in entry["command"], key
             assert ("--no-constrain" in entry["command"]) == entry["tag"].endswith("_u"), key
+        # where it comes from, in words any checkout can follow: no path of the machine that recorded it
+        described = [DATA["model"], DATA["about"], entry["model"], entry["source"], entry["command"], entry["note"]]
+        assert not [word for text in described for word in text.split() if Path(word).is_absolute()], key
+        assert not any("site-packages" in text or "/root" in text or "/home" in text for text in described), key
 
 
 @pytest.mark.parametrize("key", ["repaired_call_unconstrained", "repaired_call_constrained"])
