@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,12 @@ def test_route_score_reads_and_writes_json_lines() -> None:
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert [r["prompt"] for r in rows] == ["What is 2+2?", "Write a poem and also translate it to French."]
-    assert all(0 <= r["score"] <= 1 for r in rows)
+    weights, router = RouterWeights.load(), Router()
+    for row in rows:  # the logistic score of the shipped bias plus the contributions listed (4 decimals each)
+        logit = weights.bias + sum(row["factors"].values())
+        assert row["score"] == pytest.approx(1 / (1 + math.exp(-logit)), abs=2e-4), row
+        first_turn = router.decide(RouteContext(row["prompt"]), Route.AUTO, {"small": "s", "large": "l"})
+        assert (row["score"], row["factors"]) == (first_turn.score, first_turn.factors)  # as a first turn scores
     assert rows[1]["factors"]["several_intents"] > 0 and "learned" in rows[0]["factors"]
 
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 from slmchat.engine.events import Escalated, ToolCall, ToolResult
 from slmchat.infra.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamEnd, Usage
 from slmchat.infra.backends.openai_compat import OpenAICompatBackend
-from slmchat.tools.agent import AgentSettings, CircuitBreaker, ToolLoop
+from slmchat.tools.agent import AgentSettings, CircuitBreaker, Termination, ToolLoop
 from slmchat.tools.calls import ReplySchema
 from slmchat.tools.recovery import BAD_ARGUMENTS, CIRCUIT_OPEN, MALFORMED_JSON, TOOL_BAD_INPUT, UNKNOWN_TOOL
 from slmchat.tools.registry import Toolbox
+from tests.helpers import cold
 from tests.test_tool_recovery import (
-    TERMINATIONS,
     Script,
     answer,
     assert_recovery,
@@ -87,8 +87,11 @@ def test_after_the_cooldown_one_try_is_allowed_and_a_success_closes_the_circuit(
     box = Toolbox().add(forecast)
     breaker = CircuitBreaker(threshold=3, cooldown_s=0.2)
 
-    def turn(city: str, reply: str = "Sorry.") -> list[Any]:
-        return run(ToolLoop(box, Script(call("forecast", city=city), reply), breaker=breaker))
+    def turn(city: str, reply: str = "Sorry.", ends: str = "error") -> list[Any]:
+        loop = ToolLoop(box, Script(call("forecast", city=city), reply), breaker=breaker)
+        events = run(loop)
+        assert (loop.result.termination, loop.result.answer) == (ends, reply), city
+        return events
 
     for city in ["Rome", "Oslo", "Lima"]:  # one failure per turn: TOOL_FAILED makes the model answer
         turn(city)
@@ -104,7 +107,7 @@ def test_after_the_cooldown_one_try_is_allowed_and_a_success_closes_the_circuit(
 
     time.sleep(0.25)
     broken["now"] = False
-    events = turn("Bern", "Sunny.")
+    events = turn("Bern", "Sunny.", ends="answered")
     assert [(e.name, e.ok, e.result) for e in events if isinstance(e, ToolResult)] == [("forecast", True, "sunny")]
     assert not breaker.is_open("forecast")
     broken["now"] = True  # closed: it takes three new failures in a row to open it again
@@ -173,11 +176,12 @@ def test_every_run_ends_with_a_known_termination() -> None:
         "budget": (Script(unknown, unknown, "?"), AgentSettings(max_model_calls=2)),
         "error": (Script(call("broken", x=1), "It failed."), AgentSettings()),
     }
+    assert set(cases) == set(get_args(Termination))  # one case for each way a run can end
     for expected, (script, settings) in cases.items():
         loop = ToolLoop(box, script, settings=settings)
         run(loop)
         assert loop.result.termination == expected
-        assert loop.result.summary()["termination"] in TERMINATIONS
+        assert loop.result.summary()["termination"] == expected  # what faces and the store are given
         assert not script.replies  # each script was used to its end
 
 
@@ -199,15 +203,19 @@ def model_step(backends: dict[str, ChatBackend], served: list[str], max_tokens: 
 
 def test_the_real_small_model_calls_the_calculator_under_constraint(small_backend) -> None:  # type: ignore[no-untyped-def]
     served: list[str] = []
-    loop = ToolLoop(Toolbox().add(calculate), model_step({"small": small_backend}, served))
+    loop = ToolLoop(Toolbox().add(calculate), model_step({"small": cold(small_backend)}, served))
     events = run(loop, "What is 37 * 91? Use the calculator.")
 
+    # cold, at temperature 0, SmolLM2 makes one valid call (it writes ".37 * 91"), then answers from the result
     tool_events = [e for e in events if isinstance(e, ToolCall | ToolResult)]
-    first = tool_events[0]
+    assert len(tool_events) == 2
+    first, result = tool_events
     assert isinstance(first, ToolCall) and first.name == "calculate" and first.tier == "small"
     assert isinstance(first.arguments["expression"], str)
-    assert isinstance(tool_events[1], ToolResult) and tool_events[1].name == "calculate"
-    assert served[0] == "small" and loop.result.calls >= 1
+    assert isinstance(result, ToolResult) and (result.name, result.ok) == ("calculate", True)
+    assert result.result == str(calculate(first.arguments["expression"]))  # the tool ran on what the model wrote
+    assert served == ["small", "small"] and (loop.result.calls, loop.result.termination) == (1, "answered")
+    assert result.result in loop.result.answer
 
 
 def test_a_step_escalated_to_a_real_large_tier(llama_server: str) -> None:
@@ -231,5 +239,9 @@ def test_a_step_escalated_to_a_real_large_tier(llama_server: str) -> None:
     assert served[:4] == ["small", "small", "small", "large"]  # the escalated step ran on the server
     assert served.count("large") == 1 and set(served[4:]) <= {"small"}  # then the small tier resumed
     assert not [r for r in recoveries(events)[3:] if r.template in FAILED_WITH]  # constrained: a readable reply
-    assert all(e.tier == "large" for e in events if isinstance(e, ToolCall))  # a call it made is its own
-    assert loop.result.termination in TERMINATIONS and loop.result.escalations == 1
+    # constrained, the server's SmolLM2 calls the weather tool; the small tier answers from the result
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    assert [(e.name, e.tier) for e in calls] == [("weather", "large")]  # a call it made is its own
+    assert served == ["small", "small", "small", "large", "small"]
+    assert (loop.result.termination, loop.result.calls, loop.result.escalations) == ("answered", 1, 1)
+    assert loop.result.answer == "The weather in Rome is sunny, 21 degrees Celsius."

@@ -44,7 +44,6 @@ from slmchat.tools.registry import Toolbox
 
 DATA = json.loads((Path(__file__).parent / "data" / "smollm2_tool_replies.json").read_text(encoding="utf-8"))
 REPLIES: dict[str, dict[str, Any]] = DATA["replies"]
-TERMINATIONS = {"answered", "gave_up", "budget", "error"}
 FAST = AgentSettings(backoff_s=0.01, max_steps=3)
 
 
@@ -73,14 +72,12 @@ class Script:
 
 
 def run(loop: ToolLoop, question: str = "Help me.") -> list[Event]:
-    """Every event of one run of the loop."""
+    """Every event of one run of the loop (how it ended is in ``loop.result.termination``)."""
 
     async def go() -> list[Event]:
         return [event async for event in loop.run("", [Message("user", question)])]
 
-    events = asyncio.run(go())
-    assert loop.result.termination in TERMINATIONS
-    return events
+    return asyncio.run(go())
 
 
 def call(name: str, **arguments: Any) -> str:
@@ -473,19 +470,25 @@ def test_a_denied_tool_does_not_run() -> None:
 
 def test_with_nobody_to_ask_a_tool_that_needs_approval_is_denied() -> None:
     script = Script(call("delete_file", path="notes.txt"), "I cannot.")
-    events = run(ToolLoop(Toolbox().add(delete_file), script, settings=FAST))
+    loop = ToolLoop(Toolbox().add(delete_file), script, settings=FAST)
+    events = run(loop)
     assert (events[0].requires_approval, events[0].approved) == (True, False)
     assert_recovery(recoveries(events)[0], DENIED, name="delete_file")
+    assert (loop.result.termination, loop.result.answer) == ("answered", "I cannot.")
 
 
 def test_the_never_and_always_policies_answer_without_asking() -> None:
-    never = run(ToolLoop(Toolbox().add(delete_file), Script(call("delete_file", path="a"), "No."),
-                         settings=FAST, approvals=ApprovalDesk("never")))  # fmt: skip
-    always = run(ToolLoop(Toolbox().add(delete_file), Script(call("delete_file", path="a"), "Done."),
-                          settings=FAST, approvals=ApprovalDesk("always")))  # fmt: skip
-    assert kinds(never)[:2] == ["tool_call", "recovery"] and never[0].approved is False
+    never_loop = ToolLoop(Toolbox().add(delete_file), Script(call("delete_file", path="a"), "No."),
+                          settings=FAST, approvals=ApprovalDesk("never"))  # fmt: skip
+    always_loop = ToolLoop(Toolbox().add(delete_file), Script(call("delete_file", path="a"), "Done."),
+                           settings=FAST, approvals=ApprovalDesk("always"))  # fmt: skip
+    never, always = run(never_loop), run(always_loop)
+    assert kinds(never) == ["tool_call", "recovery"] and never[0].approved is False
+    assert_recovery(never[1], DENIED, name="delete_file")
     assert kinds(always) == ["tool_call", "tool_result"] and always[0].approved is True
     assert always[1].result == "deleted a"
+    assert (never_loop.result.termination, never_loop.result.answer) == ("answered", "No.")
+    assert (always_loop.result.termination, always_loop.result.answer) == ("answered", "Done.")
 
 
 def test_an_approved_tool_runs_and_the_approval_is_recorded() -> None:
@@ -496,8 +499,11 @@ def test_an_approved_tool_runs_and_the_approval_is_recorded() -> None:
     assert kinds(events) == ["approval_requested", "tool_call", "tool_result"]
     assert (events[1].requires_approval, events[1].approved) == (True, True)
     assert events[2].result == "deleted notes.txt"
-    plain = run(ToolLoop(Toolbox().add(divide), Script(call("divide", a=1, b=2), "0.5"), settings=FAST))
+    assert (loop.result.termination, loop.result.answer) == ("answered", "Done.")
+    plain_loop = ToolLoop(Toolbox().add(divide), Script(call("divide", a=1, b=2), "0.5"), settings=FAST)
+    plain = run(plain_loop)
     assert (plain[0].requires_approval, plain[0].approved) == (False, None)  # nothing to ask
+    assert (plain_loop.result.termination, plain_loop.result.answer) == ("answered", "0.5")
 
 
 def test_an_answer_from_another_thread_reaches_the_waiting_loop() -> None:
@@ -520,6 +526,7 @@ def test_an_answer_from_another_thread_reaches_the_waiting_loop() -> None:
 
     events = asyncio.run(go())
     assert events[1].approved is True and events[2].result == "deleted x"
+    assert (loop.result.termination, loop.result.answer) == ("answered", "Done.")
     assert desk.answer("approval-99", True) is False  # unknown requests are refused, not raised
 
 

@@ -17,7 +17,7 @@ from slmchat.infra.backends.base import CancelToken, ChatBackend, GenParams, Mes
 from slmchat.infra.config import Config, TierConfig
 from slmchat.infra.store import Store
 from slmchat.tools import Toolbox, tool
-from tests.helpers import small_config
+from tests.helpers import cold, small_config
 from tests.test_repl import chat
 
 PLUGINS = Path(__file__).parents[1] / "plugins"
@@ -59,18 +59,27 @@ class ReplayBackend(ChatBackend):
 
 
 def test_the_repl_lists_calls_and_switches_tools(small_backend) -> None:  # type: ignore[no-untyped-def]
-    session = Session(small_config(max_tokens=48), backends={"small": small_backend}, tools=Toolbox().add(calculate))
+    session = Session(
+        small_config(max_tokens=48), backends={"small": cold(small_backend)}, tools=Toolbox().add(calculate)
+    )
     store_path = session.store.path
     printed = chat(session, "/tools\nWhat is 37 * 91?\n/tools off\nWhat is 37 * 91?\n/quit\n")
 
     assert "calculate(expression: str) - Calculate a math expression" in printed
     assert "tools on: 1 available" in printed and "tools off: 1 available" in printed
-    assert printed.count("[tool calculate(expression=") >= 1  # the model's own call, as it wrote it
-    assert "[→ " in printed or "[failed: " in printed
+    # what SmolLM2 really does here (cold, temperature 0): it passes ".91", which this calculate
+    # cannot split on "*", three times over; then it answers in words, without tools
+    assert printed.count('[tool calculate(expression=".91")]') == 3  # the model's own call, as it wrote it
+    assert printed.count("[failed: ValueError: could not convert string to float: '' (") == 3
+    assert "[→ " not in printed  # no call succeeded
+    assert "[3 recoveries this turn; no large tier is configured, so the small tier answers without tools" in printed
     assert printed.split("tools off: 1 available")[1].count("[tool ") == 0  # none after /tools off
     turns = Store(store_path).turns(Store(store_path).conversations()[0].id)
-    kinds = [e["kind"] for e in Store(store_path).events(turns[0]["id"])]
+    events = Store(store_path).events(turns[0]["id"])
+    kinds = [e["kind"] for e in events]
     assert kinds[:3] == ["route_decided", "tool_call", "tool_result"] and kinds[-1] == "turn_done"
+    tool_events = [(e["kind"], e.get("arguments"), e.get("ok")) for e in events if e["kind"].startswith("tool_")]
+    assert tool_events == [("tool_call", {"expression": ".91"}, None), ("tool_result", None, False)] * 3
     assert "tool_call" not in [e["kind"] for e in Store(store_path).events(turns[1]["id"])]
 
 
@@ -125,7 +134,9 @@ def test_ask_uses_a_plugin_installed_from_the_plugins_folder(tmp_path: Path) -> 
     assert result["kind"] == "tool_result" and result["ok"]  # the plugin ran on what the model wrote
     assert "91" in call["arguments"]["expression"]
     assert data["tools"]["calls"] == 1 and data["tools"]["termination"] == "answered"
-    assert data["latency"]["tool_ms"] >= 0 and data["answer"]
+    ran_ms = [e["ms"] for e in data["tool_events"] if e["kind"] == "tool_result"]
+    assert len(ran_ms) == 1 and ran_ms[0] > 0
+    assert data["latency"]["tool_ms"] == pytest.approx(ran_ms[0]) and data["answer"]  # the one run is the tool time
 
 
 @pytest.mark.plugins
@@ -146,6 +157,8 @@ def test_ask_runs_a_tool_that_needs_approval_only_with_yes(tmp_path: Path) -> No
     assert not any(e["kind"] == "tool_result" for e in events)  # it did not run
 
     allowed = _ask("--json", "--tools", "--yes", question, env=env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "needs approval" not in allowed.stderr
     events = json.loads(allowed.stdout)["tool_events"]
     assert events[0]["approved"] is True
     assert events[1]["kind"] == "tool_result" and events[1]["ok"]  # it ran (what it found is the model's query)
