@@ -62,7 +62,7 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 def no_memory_by_default(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Sessions get no long-term memory unless the test is marked ``@pytest.mark.memory``
     (or passes a ``Memory`` itself): recall and fact extraction would change every answer.
-    ``tests.test_cli.slmchat`` does the same for a CLI in a subprocess."""
+    ``tests.helpers.slmchat`` does the same for a CLI in a subprocess."""
     if request.node.get_closest_marker("memory") is None:
         monkeypatch.setattr("slmchat.engine.session.Memory", lambda config: None)
 
@@ -71,7 +71,7 @@ def no_memory_by_default(request: pytest.FixtureRequest, monkeypatch: pytest.Mon
 def no_installed_tools(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Plugins installed in this Python (CI installs plugins/) stay out of tests that did not ask.
 
-    Mark a test ``@pytest.mark.plugins`` to see the real installed tools. (``tests.test_cli.slmchat``
+    Mark a test ``@pytest.mark.plugins`` to see the real installed tools. (``tests.helpers.slmchat``
     does the same for a CLI in a subprocess, through the config's ``tools.enabled``.)
     """
     if request.node.get_closest_marker("plugins") is None:
@@ -88,11 +88,7 @@ import time  # noqa: E402
 import urllib.request  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers import free_port  # noqa: E402  (re-exported: tests.conftest.free_port still works)
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]

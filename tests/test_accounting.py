@@ -8,6 +8,7 @@ from slmchat.accounting.pricing import Price, price_for, total_cost, turn_cost
 from slmchat.engine.session import Session
 from slmchat.infra.backends.base import Usage
 from slmchat.infra.config import Config, TierConfig
+from slmchat.testing import ScriptedBackend
 
 USAGE = Usage(1_000, 500)
 
@@ -85,8 +86,6 @@ def test_api_keys_are_refused_in_the_config() -> None:
 
 
 def test_an_escalated_turn_saves_nothing_against_the_large_tier(llama_server: str) -> None:
-    from tests.test_escalation import ScriptedBackend
-
     large = TierConfig(model="openai:smollm2-server", base_url=llama_server, max_tokens=8, temperature=0,
                        usd_per_mtok_in=2.5, usd_per_mtok_out=10.0)  # fmt: skip
     free = TierConfig(model="scripted:script", usd_per_mtok_in=0.0, usd_per_mtok_out=0.0)

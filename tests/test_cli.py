@@ -12,27 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-
-
-def slmchat(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the CLI; tool plugins and memory are off unless ``env`` turns them on."""
-    env = {"SLMCHAT_TOOLS__ENABLED": "[]", "SLMCHAT_MEMORY__ENABLED": "false", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "slmchat", *args],
-        input=stdin,
-        stdin=subprocess.DEVNULL if stdin is None else None,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def write_config(tmp_path: Path, text: str) -> None:
-    path = tmp_path / "config" / "config.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+from tests.helpers import free_port, slmchat, write_config
 
 
 def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -3,37 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 from slmchat.engine.events import Escalated, Token, TurnDone
 from slmchat.engine.session import Session
-from slmchat.infra.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamEnd, StreamItem, Usage
 from slmchat.infra.config import Config, TierConfig
 from slmchat.routing.signals import failure_signal, repetition_loop
-from tests.helpers import collect
-
-
-class ScriptedBackend(ChatBackend):
-    """A small tier that answers with fixed pieces, as a misbehaving small model would."""
-
-    name = "scripted"
-
-    def __init__(self, pieces: list[str]) -> None:
-        super().__init__("script")
-        self.pieces = pieces
-        self.sent = 0
-
-    async def stream(
-        self, messages: list[Message], params: GenParams, cancel: CancelToken
-    ) -> AsyncIterator[StreamItem]:
-        for piece in self.pieces:
-            if cancel.cancelled:
-                yield StreamEnd(Usage(10, self.sent), "cancelled")
-                return
-            self.sent += 1
-            yield piece
-            await asyncio.sleep(0)
-        yield StreamEnd(Usage(10, self.sent), "stop")
+from slmchat.testing import ScriptedBackend
+from tests.helpers import CountingBackend, collect
 
 
 def with_large(llama_server: str) -> Config:
@@ -53,7 +29,7 @@ def test_loops_are_found_and_ordinary_text_is_not() -> None:
 
 
 def test_a_looping_small_model_is_stopped_and_the_large_tier_answers(llama_server: str) -> None:
-    small = ScriptedBackend(["Paris is ", *["la Femme, "] * 200])
+    small = CountingBackend([["Paris is ", *["la Femme, "] * 200]])  # one reply, in these pieces
     session = Session(with_large(llama_server), backends={"small": small})
     events = collect(session, "What is the capital of France?")
 
@@ -84,14 +60,14 @@ def test_a_looping_small_model_is_stopped_and_the_large_tier_answers(llama_serve
 
 
 def test_an_empty_answer_is_escalated(llama_server: str) -> None:
-    session = Session(with_large(llama_server), backends={"small": ScriptedBackend([" ", "\n"])})
+    session = Session(with_large(llama_server), backends={"small": ScriptedBackend([[" ", "\n"]])})
     events = collect(session, "Say something.")
     assert [e.reason for e in events if isinstance(e, Escalated)] == ["empty answer"]
     assert events[-1].stats.answer.strip()
 
 
 def test_without_a_large_tier_the_signal_is_reported_and_the_answer_stands() -> None:
-    small = ScriptedBackend(["ok ", *["ha"] * 100])
+    small = ScriptedBackend([["ok ", *["ha"] * 100]])
     session = Session(Config(small=TierConfig(model="scripted:script")), backends={"small": small})
     events = collect(session, "Laugh.")
     escalated = next(e for e in events if isinstance(e, Escalated))
@@ -101,7 +77,7 @@ def test_without_a_large_tier_the_signal_is_reported_and_the_answer_stands() -> 
 
 
 def test_a_turn_the_user_cancels_is_not_escalated(llama_server: str) -> None:
-    session = Session(with_large(llama_server), backends={"small": ScriptedBackend(["word "] * 50)})
+    session = Session(with_large(llama_server), backends={"small": ScriptedBackend([["word "] * 50])})
 
     async def run() -> list:
         out = []
@@ -119,13 +95,13 @@ def test_a_turn_the_user_cancels_is_not_escalated(llama_server: str) -> None:
 def test_the_repl_shows_the_escalation(llama_server: str) -> None:
     from tests.test_repl import chat
 
-    session = Session(with_large(llama_server), backends={"small": ScriptedBackend(["ok ", *["ha"] * 100])})
+    session = Session(with_large(llama_server), backends={"small": ScriptedBackend([["ok ", *["ha"] * 100]])})
     printed = chat(session, "Laugh.\n/quit\n")
     assert "[repetition loop ('haha' repeated): answer redone on the large tier (openai:smollm2-server)]" in printed
 
 
 def test_a_forced_small_turn_keeps_its_answer(llama_server: str) -> None:
-    session = Session(with_large(llama_server), backends={"small": ScriptedBackend(["ok ", *["ha"] * 100])})
+    session = Session(with_large(llama_server), backends={"small": ScriptedBackend([["ok ", *["ha"] * 100]])})
     events = collect(session, "Laugh.", route="small")
     assert not any(isinstance(e, Escalated) for e in events)
     stats = events[-1].stats

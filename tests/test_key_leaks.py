@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import free_port
-from tests.test_cli import slmchat, write_config
-from tests.test_keys import assert_key_absent
+from tests.helpers import assert_key_absent, free_port, slmchat, write_config
 
 KEY = "sk-planted-0123456789abcdefXYZ"
 

@@ -19,33 +19,11 @@ from keyring.errors import KeyringError, PasswordDeleteError
 from slmchat.faces.cli.keys import keys_group
 from slmchat.infra import keys
 from slmchat.infra.errors import SlmchatError
+from tests.helpers import assert_key_absent
 
 OPENAI_KEY = "sk-proj-TESTKEYkeychain0000000000000000abcd"
 ENV_KEY = "sk-proj-TESTKEYenvironment00000000000wxyz"
 EXPLICIT_KEY = "sk-proj-TESTKEYexplicit0000000000000000qrst"
-
-
-def assert_key_absent(root: Path, key: str, encodings: tuple[str, ...] = ("utf-8", "utf-16-le")) -> None:
-    """Fail, naming every file under ``root`` that contains ``key`` (read as bytes, in chunks)."""
-    needles = [key.encode(encoding) for encoding in encodings]
-    overlap = max(len(n) for n in needles) - 1
-    found = []
-    for path in sorted(root.rglob("*")):
-        if path.is_symlink() or not path.is_file():
-            continue
-        tail = b""
-        try:
-            with path.open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    window = tail + chunk
-                    if any(n in window for n in needles):
-                        found.append(path)
-                        break
-                    tail = window[-overlap:] if overlap else b""
-        except OSError:
-            continue  # sockets, files that vanished, unreadable files
-    if found:
-        pytest.fail(f"the key was found in {len(found)} file(s): " + ", ".join(str(p) for p in found))
 
 
 class MemoryKeyring(KeyringBackend):

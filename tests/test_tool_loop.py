@@ -13,13 +13,13 @@ from slmchat.tools.agent import AgentSettings, CircuitBreaker, Termination, Tool
 from slmchat.tools.calls import ReplySchema
 from slmchat.tools.recovery import BAD_ARGUMENTS, CIRCUIT_OPEN, MALFORMED_JSON, TOOL_BAD_INPUT, UNKNOWN_TOOL
 from slmchat.tools.registry import Toolbox
-from tests.helpers import cold
-from tests.test_tool_recovery import (
+from tests.helpers import (
     Script,
     answer,
     assert_recovery,
     calculate,
     call,
+    cold,
     kinds,
     recoveries,
     run,

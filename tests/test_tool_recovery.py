@@ -7,25 +7,21 @@ says where each comes from); the templates for tools by small local tools that f
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import json
-import operator
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from slmchat.engine.events import ApprovalRequested, Event, Recovery, Token, ToolCall, ToolResult
+from slmchat.engine.events import ApprovalRequested, Event, Token, ToolCall, ToolResult
 from slmchat.eval.bfcl import BfclItem
 from slmchat.eval.tools_eval import item_toolbox
 from slmchat.infra.backends.base import Message
 from slmchat.tools.agent import AgentSettings, ToolLoop
 from slmchat.tools.approval import ApprovalDesk
 from slmchat.tools.base import ArgumentError, ToolUnavailable, tool
-from slmchat.tools.calls import Answer, Call, Malformed, ReplySchema, parse_reply
+from slmchat.tools.calls import Answer, Call, Malformed, parse_reply
 from slmchat.tools.recovery import (
     BAD_ARGUMENTS,
     DENIED,
@@ -37,72 +33,25 @@ from slmchat.tools.recovery import (
     TOOL_FAILED,
     TOOL_RETRY,
     UNKNOWN_TOOL,
-    Template,
     recovery_message,
 )
 from slmchat.tools.registry import Toolbox
+from tests.helpers import (
+    TOOL_REPLIES,
+    Script,
+    assert_recovery,
+    calculate,
+    call,
+    kinds,
+    recoveries,
+    run,
+    text,
+    weather,
+)
 
-DATA = json.loads((Path(__file__).parent / "data" / "smollm2_tool_replies.json").read_text(encoding="utf-8"))
+DATA = TOOL_REPLIES
 REPLIES: dict[str, dict[str, Any]] = DATA["replies"]
 FAST = AgentSettings(backoff_s=0.01, max_steps=3)
-
-
-class Script:
-    """A step function replaying model replies in order; it keeps what each step was shown."""
-
-    def __init__(self, *replies: str) -> None:
-        self.replies = list(replies)
-        self.seen: list[tuple[str, list[Message], ReplySchema | None]] = []
-
-    def __call__(self, tier: str, messages: list[Message], schema: ReplySchema | None) -> AsyncIterator[str]:
-        self.seen.append((tier, list(messages), schema))
-        assert self.replies, "the loop asked the model more often than the script expects"
-        reply = self.replies.pop(0)
-
-        async def pieces() -> AsyncIterator[str]:
-            for start in range(0, len(reply), 5):  # a few characters at a time, as a model streams
-                yield reply[start : start + 5]
-                await asyncio.sleep(0)
-
-        return pieces()
-
-    @property
-    def tiers(self) -> list[str]:
-        return [tier for tier, _, _ in self.seen]
-
-
-def run(loop: ToolLoop, question: str = "Help me.") -> list[Event]:
-    """Every event of one run of the loop (how it ended is in ``loop.result.termination``)."""
-
-    async def go() -> list[Event]:
-        return [event async for event in loop.run("", [Message("user", question)])]
-
-    return asyncio.run(go())
-
-
-def call(name: str, **arguments: Any) -> str:
-    """A call as the constrained model writes it."""
-    return json.dumps({"tool": name, "arguments": arguments})
-
-
-def answer(text: str) -> str:
-    return json.dumps({"answer": text})
-
-
-def recoveries(events: list[Event]) -> list[Recovery]:
-    return [e for e in events if isinstance(e, Recovery)]
-
-
-def kinds(events: list[Event]) -> list[str]:
-    return [e.kind for e in events if not isinstance(e, Token)]
-
-
-def assert_recovery(event: Recovery, template: Template, **values: Any) -> None:
-    """The event names the template and carries its text; the text leads back to the same constant."""
-    assert event.template == template.name
-    assert event.action == template.action
-    assert event.message == template.format(**values)
-    assert recovery_message(event.message) is template
 
 
 def shown_last(script: Script, step: int) -> Message:
@@ -121,43 +70,10 @@ def assert_answer_step(script: Script, step: int, *told: str) -> None:
 # -- replies SmolLM2 really wrote -----------------------------------------------------------
 
 
-def calculate(expression: str) -> float:
-    """Evaluate an arithmetic expression such as 2 * (3 + 4)."""
-
-    def value(node: ast.AST) -> float:
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            return node.value
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-            return _OPERATORS[type(node.op)](value(node.left), value(node.right))
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
-            return _OPERATORS[type(node.op)](value(node.operand))
-        raise ValueError(f"not arithmetic: {expression!r}")
-
-    try:
-        return value(ast.parse(expression, mode="eval").body)
-    except SyntaxError as exc:
-        raise ValueError(f"not arithmetic: {expression!r}") from exc
-
-
-def weather(city: str, unit: str = "celsius") -> str:
-    """Today's weather in a city."""
-    return f"sunny, 21 degrees {unit}"
-
-
-_OPERATORS = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos,
-}  # fmt: skip
-
-
-def text(key: str) -> str:
-    return REPLIES[key]["text"]
-
-
 def recorded_toolbox(key: str) -> Toolbox:
     """The tools the model was offered when it wrote the reply ``key``."""
     entry = REPLIES[key]
-    if entry["function_format"] == "json_schema":  # the targeted run offered this module's tools
+    if entry["function_format"] == "json_schema":  # the targeted run offered tests.helpers' calculate and weather
         return Toolbox().add(calculate, weather)
     return item_toolbox(BfclItem(entry["item"], [], entry["functions"]))  # describes calls, runs nothing
 

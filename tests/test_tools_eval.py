@@ -12,10 +12,11 @@ from click.testing import CliRunner
 from slmchat.eval.bfcl import BfclItem
 from slmchat.eval.tools_eval import run_item, summarize
 from slmchat.faces.cli import main
-from tests.test_tools_faces import ReplayBackend
+from slmchat.testing import ScriptedBackend
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "bfcl"
 needs_data = pytest.mark.skipif(not (DATA / "questions").is_dir(), reason=f"shared BFCL data not found at {DATA}")
+
 
 AREA = {
     "name": "calculate_triangle_area",
@@ -39,7 +40,7 @@ ITEM = BfclItem(
 
 
 def score(*replies: str, gate: bool = True) -> tuple:
-    backend = ReplayBackend(list(replies))
+    backend = ScriptedBackend(replies)
     result = asyncio.run(run_item(backend, ITEM, style="compact", constrain=True, gate=gate))
     return result, backend
 
@@ -64,14 +65,16 @@ def test_the_first_valid_call_is_scored_and_recovery_counts() -> None:
 
 def test_an_irrelevant_question_is_not_sent_to_the_model_when_the_gate_drops_every_tool() -> None:
     item = BfclItem("irrelevance_x", [{"role": "user", "content": "Who wrote Hamlet?"}], [AREA], None)
-    result = asyncio.run(run_item(ReplayBackend([]), item, style="compact", constrain=True))
+    unasked = ScriptedBackend(["not asked"])
+    result = asyncio.run(run_item(unasked, item, style="compact", constrain=True))
     assert result.ok and result.called is None and result.model_calls == 0 and result.offered_tool_tokens == 0
+    assert unasked.seen == []  # the model was never called
     summary = summarize([result], irrelevance=True)
     assert summary["no_call_rate"] == 1.0 and "accuracy" not in summary
 
     ungated = asyncio.run(
         run_item(
-            ReplayBackend(['{"tool": "calculate_triangle_area", "arguments": {"base": 1, "height": 2}}']),
+            ScriptedBackend(['{"tool": "calculate_triangle_area", "arguments": {"base": 1, "height": 2}}']),
             item,
             style="compact",
             constrain=True,

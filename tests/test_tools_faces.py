@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from slmchat.engine.session import Session
-from slmchat.infra.backends.base import CancelToken, ChatBackend, GenParams, Message, StreamEnd, StreamItem, Usage
 from slmchat.infra.config import Config, TierConfig
 from slmchat.infra.store import Store
+from slmchat.testing import ScriptedBackend
 from slmchat.tools import Toolbox, tool
 from tests.helpers import cold, small_config
 from tests.test_repl import chat
@@ -33,29 +31,6 @@ def calculate(expression: str) -> float:
 def read_note(name: str) -> str:
     """Read the user's saved note with this name."""
     return f"note {name}: buy milk"
-
-
-class ReplayBackend(ChatBackend):
-    """Answers each call with the next reply, whatever it was asked (for approval paths)."""
-
-    name = "replay"
-
-    def __init__(self, replies: list[str]) -> None:
-        super().__init__("replay")
-        self.replies = list(replies)
-        self.seen: list[list[Message]] = []
-        self.schemas: list[dict | None] = []
-
-    async def stream(
-        self, messages: list[Message], params: GenParams, cancel: CancelToken
-    ) -> AsyncIterator[StreamItem]:
-        self.seen.append(messages)
-        self.schemas.append(params.json_schema)
-        reply = self.replies.pop(0)
-        for start in range(0, len(reply), 7):
-            yield reply[start : start + 7]
-            await asyncio.sleep(0)
-        yield StreamEnd(Usage(20, 5), "stop")
 
 
 def test_the_repl_lists_calls_and_switches_tools(small_backend) -> None:  # type: ignore[no-untyped-def]
@@ -86,8 +61,8 @@ def test_the_repl_lists_calls_and_switches_tools(small_backend) -> None:  # type
 @pytest.mark.parametrize(("typed", "ran"), [("y", True), ("n", False)])
 def test_the_repl_asks_before_a_tool_that_needs_approval(typed: str, ran: bool) -> None:
     call = '{"tool": "read_note", "arguments": {"name": "shopping"}}'
-    backend = ReplayBackend([call, "Your shopping note says: buy milk."])
-    session = Session(Config(small=TierConfig(model="replay:replay")), backends={"small": backend},
+    backend = ScriptedBackend([call, "Your shopping note says: buy milk."])
+    session = Session(Config(small=TierConfig(model="scripted:script")), backends={"small": backend},
                       tools=Toolbox().add(read_note))  # fmt: skip
     store_path = session.store.path
     printed = chat(session, f"Read my saved note called shopping\n{typed}\n/quit\n")
@@ -99,7 +74,8 @@ def test_the_repl_asks_before_a_tool_that_needs_approval(typed: str, ran: bool) 
     assert ("[recovery denied: The user did not allow read_note" in printed) is not ran
     final = backend.seen[-1][-1].content  # the answer step sees the result, or that it was refused
     assert ("Tool result: read_note" in final) is ran
-    assert backend.schemas[-1] is None  # the answer itself is plain text, not constrained JSON
+    assert len(backend.seen) == 2  # the call, then the answer
+    assert backend.params[-1].json_schema is None  # the answer itself is plain text, not constrained JSON
 
 
 def _install(plugin: str, target: Path) -> None:
