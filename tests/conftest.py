@@ -154,3 +154,46 @@ def llama_server(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory): 
     log = tmp_path_factory.mktemp("server") / "server.log"
     with serve(command, url + "/models", log, {"HF_HUB_OFFLINE": "1"}, timeout=90):
         yield url
+
+
+# -- tests that need ../shared/data ----------------------------------------------------------
+#
+# Locally a missing ../shared/data skips those tests. In CI (CI=true; .ci/run sets it) it must
+# not: a skip there would pass a run that checked nothing, so the skip becomes a failure.
+
+from tests.helpers import SHARED_DATA  # noqa: E402
+
+_SHARED_DATA_MENTIONS = (str(SHARED_DATA), os.path.join("shared", "data"))
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.shared_data("bfcl/questions", ...)``: skip unless each path is under ../shared/data."""
+    for mark in item.iter_markers("shared_data"):
+        missing = [SHARED_DATA / part for part in mark.args or (".",) if not (SHARED_DATA / part).exists()]
+        if missing:
+            pytest.skip(f"shared data not found: {', '.join(map(str, missing))}")
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """In CI, a skip for missing shared data (the marker's, or a test's own skipif naming the folder) fails."""
+    report = yield
+    if not _in_ci() or not report.skipped or hasattr(report, "wasxfail"):
+        return report
+    reason = _skip_reason(report)
+    if any(mention in reason for mention in _SHARED_DATA_MENTIONS):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"CI=true and this test needs {SHARED_DATA}, so it must run, not skip.\n"
+            f"It was skipped: {reason}\nPut the shared data beside the checkout (../shared/data)."
+        )
+    return report

@@ -25,6 +25,11 @@ from slmchat.tools.agent import ToolLoop
 from slmchat.tools.calls import ReplySchema
 from slmchat.tools.recovery import Template, recovery_message
 
+#: ../shared/data beside the checkout: evaluation data too big to ship. Tests that need it are
+#: marked ``@pytest.mark.shared_data("sub/path", ...)``; tests/conftest.py skips them when it is
+#: missing, and fails them instead when ``CI=true``.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
 # -- sessions and turns ----------------------------------------------------------------------
 
 

@@ -14,10 +14,11 @@ from slmchat.eval import routing_metrics as rm
 from slmchat.eval.cli import eval_group
 from slmchat.eval.routing_data import RoutingData, load_routing_csv
 from slmchat.infra.errors import SlmchatError
+from tests.helpers import SHARED_DATA
 
-DATA = Path(__file__).parents[1].parent / "shared" / "data" / "routing"
+DATA = SHARED_DATA / "routing"
 GSM8K = DATA / "gsm8k" / "gsm8k_responses.csv"
-needs_data = pytest.mark.skipif(not GSM8K.is_file(), reason=f"shared routing data not found at {DATA}")
+needs_data = pytest.mark.shared_data("routing/gsm8k/gsm8k_responses.csv", "routing/mmlu")
 
 # Four prompts; only the first two are answered better by the strong model.
 WEAK = np.array([0.0, 0.0, 0.0, 0.0])

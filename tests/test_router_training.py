@@ -15,10 +15,10 @@ from slmchat.infra.embedding import MiniLMEmbedder
 from slmchat.routing import Route, RouteContext, Router
 from slmchat.routing.scorer import RouterWeights, Scorer
 from slmchat.routing.train import EmbeddingCache, fit_logistic, logits, train
+from tests.helpers import SHARED_DATA
 
-DATA = Path(__file__).parents[1].parent / "shared" / "data" / "routing"
-SMALL_FILES = [DATA / "mmlu" / "mmlu_management.csv", DATA / "mmlu" / "mmlu_medical_genetics.csv"]
-needs_data = pytest.mark.skipif(not SMALL_FILES[0].is_file(), reason=f"shared routing data not found at {DATA}")
+SMALL_FILES = [SHARED_DATA / "routing" / "mmlu" / f"mmlu_{name}.csv" for name in ("management", "medical_genetics")]
+needs_data = pytest.mark.shared_data(*(str(path.relative_to(SHARED_DATA)) for path in SMALL_FILES))
 
 
 def test_logistic_fit_recovers_known_weights() -> None:

@@ -13,10 +13,10 @@ from slmchat.eval.bfcl import BfclItem
 from slmchat.eval.tools_eval import run_item, summarize
 from slmchat.faces.cli import main
 from slmchat.testing import ScriptedBackend
+from tests.helpers import SHARED_DATA
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "bfcl"
-needs_data = pytest.mark.skipif(not (DATA / "questions").is_dir(), reason=f"shared BFCL data not found at {DATA}")
-
+DATA = SHARED_DATA / "bfcl"
+needs_data = pytest.mark.shared_data("bfcl/questions", "bfcl/possible_answer")
 
 AREA = {
     "name": "calculate_triangle_area",
