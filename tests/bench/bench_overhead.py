@@ -9,7 +9,9 @@ Section 1 ("engine overhead") loads SmolLM2 once through a ``Session`` and takes
 threads and context. Each measured run generates the same answer from the same prompt with the
 same seed: raw runs call ``Llama.create_chat_completion(stream=True)`` and read its chunks
 directly; session runs go through ``Session.turn()`` (routing, window building, the worker-thread
-hand-off to the event loop, the token-counting logits processor, the store). Runs alternate
+hand-off to the event loop, the token-counting logits processor, the store), with tools and memory
+off so that both sides send the very same prompt (plugins installed in the environment would
+otherwise make it a tool turn, and recall would add to the system prompt). Runs alternate
 raw/session after one warm-up of each, so both sides see the same thermal and cache conditions.
 
 The raw call runs in a freshly started thread, as the engine's generation does (it starts one per
@@ -221,7 +223,7 @@ async def session_run(session: Any, llama: Any, ref_prompt: list[int] | None) ->
     cpu_first = cpu_last = 0.0
     stats = None
     started = time.perf_counter()
-    async for event in session.turn(PROMPT):
+    async for event in session.turn(PROMPT, tools=False, memory=False):
         now = time.perf_counter()
         if isinstance(event, Token) and event.text:
             last, cpu_last = now, time.process_time()
@@ -260,10 +262,14 @@ async def session_run(session: Any, llama: Any, ref_prompt: list[int] | None) ->
 async def engine_overhead(runs: int, max_tokens: int, reset_cache: bool, raw_on_main: bool, say: Any) -> dict[str, Any]:
     from slmchat.engine.session import Session
     from slmchat.infra.backends.llamacpp import LlamaCppBackend
-    from slmchat.infra.config import Config, TierConfig
+    from slmchat.infra.config import Config, MemoryConfig, TierConfig, ToolsConfig
 
+    # the plain answer path: no tools (installed plugins would make it a tool turn with another prompt)
+    # and no memory (recall would change the prompt, the background write would share the CPUs)
     config = Config(
-        small=TierConfig(model="llamacpp:smollm2", max_tokens=max_tokens, temperature=TEMPERATURE, seed=SEED)
+        small=TierConfig(model="llamacpp:smollm2", max_tokens=max_tokens, temperature=TEMPERATURE, seed=SEED),
+        tools=ToolsConfig(enabled=[]),
+        memory=MemoryConfig(enabled=False),
     )
     load_before = os.getloadavg()[0]
     session = Session(config)
