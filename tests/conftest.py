@@ -82,23 +82,11 @@ def no_installed_tools(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
 
 import asyncio  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
 
-from tests.helpers import free_port  # noqa: E402  (re-exported: tests.conftest.free_port still works)
-
-
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
+from tests.helpers import free_port, serve, wait_until  # noqa: E402, F401  (fixtures below use them)
 
 
 @pytest.fixture(scope="session")
@@ -116,32 +104,6 @@ def small_backend():  # type: ignore[no-untyped-def]
     backend = LlamaCppBackend("smollm2", {"n_ctx": 2048})
     asyncio.run(backend.load())
     return backend
-
-
-@contextmanager
-def serve(command: list[str], health_url: str, log: Path, env: dict[str, str], timeout: float):  # type: ignore[no-untyped-def]
-    """Run a real server until the block ends; fail the test (with its log) if it does not come up."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env})
-
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(health_url, timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return proc.poll() is not None  # stop waiting if it died
-
-    try:
-        if not wait_until(up, timeout=timeout) or proc.poll() is not None:
-            pytest.fail(f"{command[0]} did not start: {log.read_text(errors='replace')[-2000:]}")
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @pytest.fixture(scope="session")
@@ -197,3 +159,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
             f"It was skipped: {reason}\nPut the shared data beside the checkout (../shared/data)."
         )
     return report
+
+
+def _chroma_executable() -> str | None:
+    beside = Path(sys.executable).with_name("chroma")
+    return str(beside) if beside.is_file() else shutil.which("chroma")
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real `chroma run` on 127.0.0.1, telemetry off, stopped at the end."""
+    executable = _chroma_executable()
+    if executable is None:
+        pytest.skip("the chroma executable (chromadb's CLI) is not installed")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [executable, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)]
+    env = {"ANONYMIZED_TELEMETRY": "False"}
+    with serve(command, url + "/api/v2/heartbeat", tmp_path / "chroma.log", env, timeout=30) as proc:
+        yield url, proc

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import io
 import json
 import operator
 import os
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
 
 from slmchat.engine.events import Event, Recovery, Token
 from slmchat.engine.session import Session
+from slmchat.faces.repl import make_prompt, run_repl
 from slmchat.infra.backends.base import CancelToken, GenParams, Message, StreamItem
 from slmchat.infra.config import Config, TierConfig
 from slmchat.testing import ScriptedBackend
@@ -225,3 +232,58 @@ _OPERATORS = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
     ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos,
 }  # fmt: skip
+
+
+def chat(session: Session, typed: str) -> str:
+    """Type ``typed`` into the REPL and return what it printed."""
+    out = io.StringIO()
+
+    async def go() -> None:
+        with create_pipe_input() as pipe:
+            pipe.send_text(typed)
+            prompt = make_prompt(input=pipe, output=DummyOutput())
+            await run_repl(session, prompt, out)
+
+    asyncio.run(go())
+    return out.getvalue()
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+@contextmanager
+def serve(command: list[str], health_url: str, log: Path, env: dict[str, str], timeout: float):  # type: ignore[no-untyped-def]
+    """Run a real server until the block ends; fail the test (with its log) if it does not come up."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env})
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(health_url, timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return proc.poll() is not None  # stop waiting if it died
+
+    try:
+        if not wait_until(up, timeout=timeout) or proc.poll() is not None:
+            pytest.fail(f"{command[0]} did not start: {log.read_text(errors='replace')[-2000:]}")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+#: a child process that holds an exclusive SQLite lock until its stdin closes
+LOCK_HOLDER = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=0)\nc.execute('BEGIN EXCLUSIVE')\n"
+LOCK_HOLDER += "print('locked', flush=True)\nsys.stdin.read()\n"

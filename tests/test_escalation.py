@@ -93,7 +93,7 @@ def test_a_turn_the_user_cancels_is_not_escalated(llama_server: str) -> None:
 
 
 def test_the_repl_shows_the_escalation(llama_server: str) -> None:
-    from tests.test_repl import chat
+    from tests.helpers import chat
 
     session = Session(with_large(llama_server), backends={"small": ScriptedBackend([["ok ", *["ha"] * 100]])})
     printed = chat(session, "Laugh.\n/quit\n")

@@ -21,9 +21,7 @@ from slmchat.infra.config import Config, MemoryConfig
 from slmchat.infra.store import Store
 from slmchat.memory.manager import Memory
 from slmchat.memory.store import MemoryStore
-from tests.helpers import collect, small_config
-from tests.test_memory_store import LOCK_HOLDER, chroma_server  # noqa: F401  (the real `chroma run` fixture)
-from tests.test_repl import chat
+from tests.helpers import LOCK_HOLDER, chat, collect, small_config
 
 
 def ask(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -58,7 +56,7 @@ def test_a_fact_from_an_earlier_conversation_answers_a_later_one() -> None:
 
 
 @pytest.mark.memory
-def test_the_same_with_memory_on_a_chroma_server(chroma_server) -> None:  # noqa: F811
+def test_the_same_with_memory_on_a_chroma_server(chroma_server) -> None:
     url, _proc = chroma_server
     answer = biscuit({"SLMCHAT_MEMORY_URL": url})
     assert "Biscuit" in answer["answer"]

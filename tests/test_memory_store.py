@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from slmchat.infra.errors import ModelNotFound, SlmchatError
 from slmchat.memory.embedding_function import NAME, SlmchatMiniLM, shared_embedder
 from slmchat.memory.store import MemoryStore
 from slmchat.memory.types import MemoryUnavailable
-from tests.conftest import free_port, serve
+from tests.helpers import LOCK_HOLDER, free_port
 
 DAY = 86400.0
 FACTS = [
@@ -265,11 +264,6 @@ def test_registered_embedding_function_survives_a_reopen_in_a_new_process(tmp_pa
 # -- server mode ------------------------------------------------------------------------------
 
 
-def _chroma_executable() -> str | None:
-    beside = Path(sys.executable).with_name("chroma")
-    return str(beside) if beside.is_file() else shutil.which("chroma")
-
-
 def _sockets(pid: int) -> list[tuple[str, int, ipaddress.IPv4Address | ipaddress.IPv6Address]]:
     """The process's TCP and UDP sockets as (table, local port, remote address), from /proc."""
     inodes = set()
@@ -301,20 +295,6 @@ def _proc_address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Add
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         return address.ipv4_mapped
     return address
-
-
-@pytest.fixture
-def chroma_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A real `chroma run` on 127.0.0.1, telemetry off, stopped at the end."""
-    executable = _chroma_executable()
-    if executable is None:
-        pytest.skip("the chroma executable (chromadb's CLI) is not installed")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [executable, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)]
-    env = {"ANONYMIZED_TELEMETRY": "False"}
-    with serve(command, url + "/api/v2/heartbeat", tmp_path / "chroma.log", env, timeout=30) as proc:
-        yield url, proc
 
 
 def test_server_mode_add_search_delete(chroma_server: tuple[str, subprocess.Popen[bytes]]) -> None:
@@ -370,10 +350,6 @@ def test_corrupt_database_is_reported_and_can_be_moved_away(tmp_path: Path) -> N
     (path / "chroma.sqlite3").unlink()  # after moving it away, the same path opens afresh in this process
     with MemoryStore.open(path) as store:
         assert store.count() == 0
-
-
-LOCK_HOLDER = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=0)\nc.execute('BEGIN EXCLUSIVE')\n"
-LOCK_HOLDER += "print('locked', flush=True)\nsys.stdin.read()\n"
 
 
 def test_locked_database_fails_within_the_timeout_instead_of_hanging(store: MemoryStore) -> None:

@@ -19,7 +19,7 @@ from fake_ollama import FakeOllama
 from slmchat.engine.models import list_models
 from slmchat.infra.backends.ollama import normalize_host
 from slmchat.infra.config import Config, TierConfig
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 #: read before conftest's autouse fixture clears it, for the live test
 _LIVE_OLLAMA_HOST = os.environ.get("OLLAMA_HOST")

@@ -6,26 +6,11 @@ import asyncio
 import io
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from slmchat.engine.session import Session
-from slmchat.faces.repl import Repl, make_prompt, run_repl
-from tests.helpers import small_config
-
-
-def chat(session: Session, typed: str) -> str:
-    """Type ``typed`` into the REPL and return what it printed."""
-    out = io.StringIO()
-
-    async def go() -> None:
-        with create_pipe_input() as pipe:
-            pipe.send_text(typed)
-            prompt = make_prompt(input=pipe, output=DummyOutput())
-            await run_repl(session, prompt, out)
-
-    asyncio.run(go())
-    return out.getvalue()
+from slmchat.faces.repl import Repl
+from tests.helpers import chat, small_config
 
 
 def test_a_conversation_with_commands(small_backend) -> None:  # type: ignore[no-untyped-def]
@@ -109,7 +94,7 @@ def test_an_answer_replaced_by_the_tool_loop_ends_with_the_stored_answer(tmp_pat
     last one wins): the screen ends with the answer that was stored."""
     from slmchat.testing import scripted_session
     from slmchat.tools import Toolbox
-    from tests.test_commands import calculate
+    from tests.helpers import calculate
 
     reply = '{"answer": "It is 3366.", "answer": "It is 3367."}'
     session = scripted_session([reply], data_dir=tmp_path, tools=Toolbox().add(calculate))

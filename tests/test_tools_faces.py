@@ -15,8 +15,7 @@ from slmchat.infra.config import Config, TierConfig
 from slmchat.infra.store import Store
 from slmchat.testing import ScriptedBackend
 from slmchat.tools import Toolbox, tool
-from tests.helpers import cold, small_config
-from tests.test_repl import chat
+from tests.helpers import chat, cold, small_config
 
 PLUGINS = Path(__file__).parents[1] / "plugins"
 
