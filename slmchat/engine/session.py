@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, Self
 
@@ -18,9 +18,8 @@ import numpy as np
 
 from slmchat.accounting.pricing import TurnCost, call_costs, price_for, total_cost
 from slmchat.engine.answering import Answering
+from slmchat.engine.channel import EventChannel
 from slmchat.engine.events import (
-    SESSION_EVENTS,
-    ApprovalRequested,
     Event,
     MemoryFailed,
     MemoryRecalled,
@@ -31,7 +30,7 @@ from slmchat.engine.events import (
     TurnStats,
     TurnStatus,
 )
-from slmchat.engine.sync_bridge import LoopThread
+from slmchat.engine.sync_bridge import LoopThread, SyncCalls, running_loop
 from slmchat.engine.tiers import Tiers
 from slmchat.engine.turn_state import TurnState
 from slmchat.infra import paths
@@ -50,7 +49,7 @@ from slmchat.tools.registry import Toolbox, load_tools
 LATENCY_COLUMNS = ("ttft_ms", "total_ms", "tokens_per_s")
 
 
-class Session(Answering):
+class Session(Answering, EventChannel, SyncCalls):
     """A conversation with a small and an optional large tier.
 
     ``async for event in session.turn(text)`` from async code; ``for event in
@@ -171,48 +170,6 @@ class Session(Answering):
         loading = asyncio.ensure_future(self.backend(tier))
         loading.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
         return loading
-
-    # -- the event channel --------------------------------------------------------------
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event of this session as it happens (turn and session events), until ``aclose``."""
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        entry = (asyncio.get_running_loop(), queue)
-        self._subscribers.append(entry)
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-        finally:
-            self._subscribers.remove(entry)
-
-    def _publish(self, event: Event | None) -> None:
-        for loop, queue in list(self._subscribers):
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(queue.put_nowait, event)
-
-    def _emit_session(self, event: Event) -> None:
-        """A session event: to subscribers now, and into the running turn's stream at its next event."""
-        self.status = _status(event, self.status)
-        self._publish(event)
-        if self._turn_running:
-            self._side.append(event)
-
-    def _emit(self, turn: TurnState, event: Event) -> Event:
-        """The one way out for a turn's events: recorded with the turn unless it is a session event."""
-        if not isinstance(event, SESSION_EVENTS):
-            turn.events.append(event.to_dict())
-            if isinstance(event, ApprovalRequested):
-                self.status = f"waiting for approval: {event.name}"
-            self._publish(event)
-        return event
-
-    def _flush(self, turn: TurnState) -> list[Event]:
-        """Events raised inside the turn since its last yield, in the order they happened."""
-        pending, self._side = self._side, []
-        for event in pending:
-            if not isinstance(event, SESSION_EVENTS):
-                self._emit(turn, event)
-        return pending
 
     # -- one turn -----------------------------------------------------------------------
 
@@ -407,45 +364,6 @@ class Session(Answering):
                 self.history.append(Message("assistant", answer))
         return turn_id
 
-    # -- from sync code -----------------------------------------------------------------
-
-    def _bridge(self) -> LoopThread:
-        if self._closed:
-            raise SlmchatError("this session is closed", "open a new Session")
-        if self._sync is None or not self._sync.alive:
-            self._sync = LoopThread()
-        return self._sync
-
-    def stream(
-        self, text: str, *, route: Route | str | None = None, tools: bool | None = None, memory: bool | None = None
-    ) -> Iterator[Event]:
-        """The events of ``turn`` from sync code, as they happen (the turn runs on the session's thread).
-
-        Leaving the loop early interrupts the turn and keeps its partial answer. An
-        ``ApprovalRequested`` event is answered with ``approve`` from the consuming thread.
-        """
-        return self._bridge().iterate(self.turn(text, route=route, tools=tools, memory=memory), self.cancel)
-
-    def ask(
-        self, text: str, *, route: Route | str | None = None, tools: bool | None = None, memory: bool | None = None
-    ) -> TurnStats:
-        """Run one turn from sync code and return its stats; raises ``SlmchatError`` if it fails.
-
-        Works with or without a running event loop in the calling thread. A tool that needs
-        approval does not run unless the session's ``approval`` policy is "always": there is
-        no one to ask.
-        """
-        last: Event | None = None
-        for event in self.stream(text, route=route, tools=tools, memory=memory):
-            if isinstance(event, ApprovalRequested):
-                self.approve(event.request_id, False)
-            last = event
-        if isinstance(last, TurnFailed):
-            raise SlmchatError(last.error, last.hint)
-        assert isinstance(last, TurnDone), "a turn always ends with TurnDone or TurnFailed"
-        self._bridge().run(self.settle())
-        return last.stats
-
     # -- closing ------------------------------------------------------------------------
 
     async def aclose(self, *, _blocked: asyncio.AbstractEventLoop | None = None) -> None:
@@ -460,48 +378,12 @@ class Session(Answering):
             await asyncio.to_thread(self.memory.close)
         self.store.close()
         self._publish(None)  # ends every events() subscription
-        if self._sync is not None and self._sync.loop is not _running_loop():
+        if self._sync is not None and self._sync.loop is not running_loop():
             self._sync.stop()  # close() stops the thread it runs on itself
             self._sync = None
-
-    def close(self) -> None:
-        """``aclose`` from sync code (with or without a running loop in this thread)."""
-        if self._closed:
-            return
-        sync = self._sync or LoopThread()
-        self._sync = None
-        try:  # a loop running in this thread waits with us: its background work cannot finish now
-            sync.run(self.aclose(_blocked=_running_loop()))
-        finally:
-            sync.stop()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def _status(event: Event, current: str) -> str:
-    """The one-line state a status bar shows after a session event."""
-    kind = event.kind
-    if kind == "model_loading":
-        return f"{event.tier}: loading {event.model}"  # type: ignore[attr-defined]
-    if kind == "model_ready":
-        return f"{event.tier}: ready ({event.model})"  # type: ignore[attr-defined]
-    if kind == "model_failed":
-        return f"{event.tier}: failed to load ({event.error})"  # type: ignore[attr-defined]
-    return current

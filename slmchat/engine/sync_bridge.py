@@ -11,7 +11,13 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from slmchat.engine.events import ApprovalRequested, Event, TurnDone, TurnFailed, TurnStats
+from slmchat.infra.errors import SlmchatError
+
+if TYPE_CHECKING:
+    from slmchat.routing import Route
 
 T = TypeVar("T")
 _END = object()
@@ -87,3 +93,77 @@ class LoopThread:
 class _Raised:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+class SyncCalls:
+    """``stream`` and ``ask`` for sync code, and ``with``: a mixin of ``Session`` over ``LoopThread``."""
+
+    _closed: bool
+    _sync: LoopThread | None
+    turn: Callable[..., AsyncIterator[Any]]
+    cancel: Callable[[], None]
+    approve: Callable[[str, bool], bool]
+    settle: Callable[..., Coroutine[Any, Any, None]]
+    aclose: Callable[..., Coroutine[Any, Any, None]]
+
+    def _bridge(self) -> LoopThread:
+        if self._closed:
+            raise SlmchatError("this session is closed", "open a new Session")
+        if self._sync is None or not self._sync.alive:
+            self._sync = LoopThread()
+        return self._sync
+
+    def stream(
+        self, text: str, *, route: Route | str | None = None, tools: bool | None = None, memory: bool | None = None
+    ) -> Iterator[Event]:
+        """The events of ``turn`` from sync code, as they happen (the turn runs on the session's thread).
+
+        Leaving the loop early interrupts the turn and keeps its partial answer. An
+        ``ApprovalRequested`` event is answered with ``approve`` from the consuming thread.
+        """
+        return self._bridge().iterate(self.turn(text, route=route, tools=tools, memory=memory), self.cancel)
+
+    def ask(
+        self, text: str, *, route: Route | str | None = None, tools: bool | None = None, memory: bool | None = None
+    ) -> TurnStats:
+        """Run one turn from sync code and return its stats; raises ``SlmchatError`` if it fails.
+
+        Works with or without a running event loop in the calling thread. A tool that needs
+        approval does not run unless the session's ``approval`` policy is "always": there is
+        no one to ask.
+        """
+        last: Event | None = None
+        for event in self.stream(text, route=route, tools=tools, memory=memory):
+            if isinstance(event, ApprovalRequested):
+                self.approve(event.request_id, False)
+            last = event
+        if isinstance(last, TurnFailed):
+            raise SlmchatError(last.error, last.hint)
+        assert isinstance(last, TurnDone), "a turn always ends with TurnDone or TurnFailed"
+        self._bridge().run(self.settle())
+        return last.stats
+
+    def close(self) -> None:
+        """``aclose`` from sync code (with or without a running loop in this thread)."""
+        if self._closed:
+            return
+        sync = self._sync or LoopThread()
+        self._sync = None
+        try:  # a loop running in this thread waits with us: its background work cannot finish now
+            sync.run(self.aclose(_blocked=running_loop()))
+        finally:
+            sync.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
