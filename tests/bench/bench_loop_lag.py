@@ -2,7 +2,8 @@
 
 Run from the repository root (about a minute on two cores)::
 
-    python tests/bench/bench_loop_lag.py [--max-tokens N] [--tick-ms T] [--worst N] [--stacks] [--no-tools] [--json]
+    python tests/bench/bench_loop_lag.py [--max-tokens N] [--tick-ms T] [--worst N] [--stacks] [--no-trace]
+                                         [--no-tools] [--json]
 
 A face (the REPL, a server) shares its event loop with the engine: while a turn runs, the loop
 must still redraw, read keys and serve other requests. This benchmark runs a ticker task on the
@@ -30,8 +31,18 @@ Every tick is put in the phase it woke up in, from the turn's own events:
 
 It prints ticks, p50, p99 (nearest rank: with fewer than 100 ticks that is the max) and max lag
 overall and per phase, against the goal (p99 ≤ 5 ms and max ≤ 20 ms, on an idle machine), the
-load average before and after and the CPU count. The worst ticks are listed with the turn and
-phase they fell in, the last event before the late interval began and the events inside it.
+load average before and after, the CPU count and how busy the CPUs were during each run (this
+process and the others, from /proc/stat). The worst ticks are listed with the turn and phase they
+fell in, the last event before the late interval began and the events inside it.
+
+Why a tick was late, on Linux: the ticker reads its thread's /proc/thread-self/schedstat around
+every sleep, so each late tick's lag splits into the loop thread *running* (a call on the loop,
+or a garbage collection), *waiting for a CPU* (the machine is busy) and, the rest, *asleep past its
+timer*: waiting for the GIL that another thread holds (a C extension that does not release it).
+The engine's blocking calls (routing, MiniLM, Chroma's Rust bindings, SQLite, llama.cpp) and
+full garbage collections are timed with their thread (``--no-trace`` turns that off), and listed
+for each late tick and in a table by the worst lag seen while each ran.
+
 ``--stacks`` also starts a sampling thread that, while a tick is overdue, takes the stack of the
 loop's thread (and, when the sampler itself was held up, of the other threads): it names the
 call that blocks the loop, or shows the loop idle in ``epoll`` (then the lag is CPU or GIL
