@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -127,33 +125,6 @@ def test_refused_large_tier_endpoint(tmp_path: Path) -> None:
     port = free_port()
     write_config(tmp_path, f'[large]\nmodel = "openai:big"\nbase_url = "http://127.0.0.1:{port}/v1"\n')
     assert_clean_error(slmchat("ask", "--route", "large", "hi"), "cannot reach", f"127.0.0.1:{port}")
-
-
-@pytest.fixture
-def silent_server():  # type: ignore[no-untyped-def]
-    """Accepts connections and never answers: a hung endpoint."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
 
 
 def test_timed_out_large_tier_endpoint(tmp_path: Path, silent_server: int) -> None:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -117,37 +114,10 @@ def test_an_unreachable_ollama_is_reported_not_raised() -> None:
     assert ollama.hint is not None and "ollama serve" in ollama.hint
 
 
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A server that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
-
-
 def test_an_ollama_that_never_answers_costs_only_the_short_timeout(
-    silent_port: int, monkeypatch: pytest.MonkeyPatch
+    silent_server: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{silent_port}")
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{silent_server}")
     started = time.monotonic()
     listing = list_models(Config(), ollama_timeout_s=0.3)
     assert time.monotonic() - started < 5
