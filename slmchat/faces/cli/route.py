@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Iterator
 
 import click
 
@@ -21,11 +22,16 @@ def score() -> None:
 
     Each prompt is scored as the first turn of a new conversation with the default configuration.
     """
-    from slmchat.routing import Route, RouteContext, Router
+    from slmchat.engine.route_tuning import score_prompts
 
-    router = Router()
-    models = {"small": "small", "large": "large"}
-    for number, line in enumerate(sys.stdin, start=1):
+    for prompt, decision in score_prompts(_prompts(sys.stdin)):
+        out = {"prompt": prompt, "score": decision.score, "factors": decision.factors}
+        click.echo(json.dumps(out, ensure_ascii=False))
+
+
+def _prompts(lines: Iterable[str]) -> Iterator[str]:
+    """The "prompt" of each JSON line; a bad line stops with its number and the expected form."""
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -37,9 +43,7 @@ def score() -> None:
                 f'line {number} of stdin is not a JSON object with a string "prompt"',
                 'give one object per line, e.g. {"prompt": "What is 2 + 2?"}',
             ) from exc
-        decision = router.decide(RouteContext(prompt), Route.AUTO, models)  # type: ignore[arg-type]
-        out = {"prompt": prompt, "score": decision.score, "factors": decision.factors}
-        click.echo(json.dumps(out, ensure_ascii=False))
+        yield prompt
 
 
 @route_group.command("calibrate")
@@ -49,33 +53,12 @@ def score() -> None:
 @click.option("--yes", is_flag=True, help="Save without asking.")
 def calibrate(large_share: float | None, error_costs: str | None, limit: int, yes: bool) -> None:
     """Set the routing threshold from your recent turns (shows the effect before saving)."""
-    from slmchat.engine.transcript import open_history
-    from slmchat.infra import paths
-    from slmchat.infra.config import load_config
-    from slmchat.routing.calibrate import for_error_costs, for_share, save_threshold
-    from slmchat.routing.policy import Router
+    from slmchat.engine.route_tuning import propose_threshold
 
-    if (large_share is None) == (error_costs is None):
-        raise SlmchatError("give exactly one of --large-share and --error-costs", "e.g. --large-share 0.2")
-    turns = open_history().routed_turns(limit)
-    if large_share is not None:
-        result = for_share([t["score"] for t in turns], large_share)
-        how = f"{large_share:.0%} of your last {result.turns} scored turns to the large tier"
-    else:
-        try:
-            missed, wasted = (float(x) for x in (error_costs or "").split(","))
-        except ValueError as exc:
-            raise SlmchatError(
-                f"--error-costs {error_costs!r} is not MISSED,WASTED", "e.g. --error-costs 1,0.1"
-            ) from exc
-        result = for_error_costs(turns, missed, wasted)
-        how = (f"lowest cost on {result.labelled} judged small-tier turns: {result.expected_cost:g} "
-               f"(missed {missed:g} each, wasted {wasted:g} each)")  # fmt: skip
-    current = load_config().routing.threshold
-    current = Router().threshold if current is None else current
-    click.echo(f"threshold {current:.4f} -> {result.threshold:.4f}: {how}")
-    click.echo(f"expected large-tier share on those turns: {result.large_share:.1%}")
+    proposal = propose_threshold(large_share, error_costs, limit)
+    click.echo(f"threshold {proposal.current:.4f} -> {proposal.threshold:.4f}: {proposal.how}")
+    click.echo(f"expected large-tier share on those turns: {proposal.large_share:.1%}")
     click.echo("expected spend: not estimated (slmchat does not forecast token use; see the budget caps)")
-    if yes or click.confirm(f"save it to {paths.config_file()}?", default=False):
-        save_threshold(paths.config_file(), result.threshold)
+    if yes or click.confirm(f"save it to {proposal.config_file}?", default=False):
+        proposal.save()
         click.echo("saved")
