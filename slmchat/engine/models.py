@@ -194,8 +194,8 @@ def _ollama(config: Config, timeout_s: float | None) -> list[_Group]:
 
 
 def _mlx() -> _Group:
-    """MLX models already downloaded to the Hugging Face cache (see ``mlx.cached_models``)."""
-    from slmchat.infra.backends.mlx import cached_models, hf_cache_dir
+    """MLX models already downloaded to the Hugging Face cache (see ``mlx_cache.cached_models``)."""
+    from slmchat.infra.backends.mlx_cache import cached_models, hf_cache_dir
 
     group = _Group("mlx", f"Hugging Face cache {hf_cache_dir()}")
     try:
