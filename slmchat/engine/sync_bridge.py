@@ -54,6 +54,8 @@ class LoopThread:
         A consumer that stops early (``break``, an exception, ``close()``) calls ``on_abandon``
         and waits for the generator to finish, so nothing is left running.
         """
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a sync stream on the session's own loop would wait for itself; use `async for`")
         items: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
         async def pump() -> None:
