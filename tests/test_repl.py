@@ -103,3 +103,16 @@ def test_an_answer_replaced_by_the_tool_loop_ends_with_the_stored_answer(tmp_pat
     assert out.getvalue().startswith("It is 3366.\nIt is 3367.")
     assert session.history[-1].content == "It is 3367."
     session.close()
+
+
+def test_after_its_first_answer_the_chat_keeps_loaded_objects_out_of_the_gc_scans(small_backend) -> None:  # type: ignore[no-untyped-def]
+    """A full collection over everything loaded blocks the loop for ~50 ms (bench_loop_lag.py --freeze-gc)."""
+    import gc
+
+    gc.unfreeze()
+    session = Session(small_config(), backends={"small": small_backend})
+    chat(session, "/help\n/quit\n")
+    assert gc.get_freeze_count() == 0  # no answer yet: nothing frozen
+    chat(Session(small_config(), backends={"small": small_backend}), "Hi\n/quit\n")
+    assert gc.get_freeze_count() > 1000
+    gc.unfreeze()

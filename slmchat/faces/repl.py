@@ -43,6 +43,7 @@ from slmchat.engine.events import (
 )
 from slmchat.engine.session import Session
 from slmchat.engine.transcript import stats_line, tool_line
+from slmchat.faces.process import freeze_loaded_objects
 from slmchat.infra import paths
 from slmchat.routing import Route
 from slmchat.tools.prompt import call_text
@@ -70,6 +71,7 @@ class Repl:
         self.out = out
         self.last_stats = ""
         self.memory_note: str | None = None
+        self.answered = False  # a first answer came (the process has loaded what it needs)
 
     async def approve(self, request: ApprovalRequested) -> None:
         """Ask before a tool that touches the outside world runs; Ctrl-C or Enter mean no."""
@@ -174,6 +176,9 @@ class Repl:
                     elif isinstance(event, Escalated | Compacted):
                         self.write(f"\n{event.note}\n")
                     elif isinstance(event, TurnDone):
+                        if not self.answered:  # everything is loaded now: keep it out of the GC's scans
+                            freeze_loaded_objects()
+                            self.answered = True
                         note = (event.stats.memory or {}).get("note")
                         if note and note != self.memory_note:  # said once, not after every turn
                             self.write(f"\n[{note}]")

@@ -58,6 +58,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import inspect
 import json
 import math
@@ -751,6 +752,8 @@ async def bench(args: argparse.Namespace, say: Any) -> dict[str, Any]:
             snap = cpu_snapshot()
             failures += await one_run(session, run, timeline, say)
             cpu[run.name] = cpu_share(snap, cpu_snapshot(), cpus)
+            if run is cold and args.freeze_gc:
+                gc.freeze()  # what the chat does after its first answer: loaded objects leave the collector's scans
     finally:
         await ticker.stop()
         if sampler is not None:
@@ -978,6 +981,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-tools", action="store_true", help="turn the installed tools off in the config")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument(
+        "--freeze-gc",
+        action="store_true",
+        help="gc.freeze() after the cold run (the chat does it after its first answer)",
+    )
     args = parser.parse_args(argv)
 
     def say(message: str) -> None:
