@@ -148,7 +148,8 @@ def _skip_reason(report: pytest.TestReport) -> str:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
-    """In CI, a skip for missing shared data (the marker's, or a test's own skipif naming the folder) fails."""
+    """In CI, a skip for missing shared data (the marker's, or a skipif naming the folder) or a missing
+    test dependency (``pytest.importorskip``) fails: a run that checked nothing must not pass."""
     report = yield
     if not _in_ci() or not report.skipped or hasattr(report, "wasxfail"):
         return report
@@ -158,6 +159,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
         report.longrepr = (
             f"CI=true and this test needs {SHARED_DATA}, so it must run, not skip.\n"
             f"It was skipped: {reason}\nPut the shared data beside the checkout (../shared/data)."
+        )
+    elif reason.startswith("could not import"):  # pytest.importorskip: the test extra installs these
+        report.outcome = "failed"
+        report.longrepr = (
+            f"CI=true and the test extra installs what this test imports, so it must run, not skip.\n"
+            f"It was skipped: {reason}\nCheck the install step of .ci/run (pip install -e '.[test]')."
         )
     return report
 
