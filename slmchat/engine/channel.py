@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from slmchat.engine.events import SESSION_EVENTS, ApprovalRequested, Event
+from slmchat.engine.events import SESSION_EVENTS, ApprovalRequested, Event, ModelFailed, ModelLoading, ModelReady
 from slmchat.engine.turn_state import TurnState
 
 
@@ -65,11 +65,10 @@ class EventChannel:
 
 def _status(event: Event, current: str) -> str:
     """The one-line state a status bar shows after a session event."""
-    kind = event.kind
-    if kind == "model_loading":
-        return f"{event.tier}: loading {event.model}"  # type: ignore[attr-defined]
-    if kind == "model_ready":
-        return f"{event.tier}: ready ({event.model})"  # type: ignore[attr-defined]
-    if kind == "model_failed":
-        return f"{event.tier}: failed to load ({event.error})"  # type: ignore[attr-defined]
+    if isinstance(event, ModelLoading):
+        return f"{event.tier}: loading {event.model}"
+    if isinstance(event, ModelReady):
+        return f"{event.tier}: ready ({event.model})"
+    if isinstance(event, ModelFailed):
+        return f"{event.tier}: failed to load ({event.error})"
     return current

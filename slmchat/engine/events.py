@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from slmchat.accounting.pricing import TurnCost
 from slmchat.infra.backends.base import Usage
-from slmchat.infra.wire import EVENT_TYPES, Event, Token, event_from_dict
+from slmchat.infra.wire import EVENT_TYPES, Event, Token, decode, event_from_dict
 from slmchat.routing.decision import RouteDecision
 from slmchat.routing.escalation import Escalated
 from slmchat.tools.events import ApprovalRequested, Recovery, ToolCall, ToolResult
@@ -84,8 +84,6 @@ class TurnStats:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TurnStats:
-        from slmchat.infra.wire import decode
-
         return decode(cls, data)
 
 

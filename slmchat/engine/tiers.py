@@ -86,7 +86,7 @@ class Tiers:
         self._emit(ModelLoading(tier, str(ref)))
         try:
             backend = create_backend(ref, options)
-            await backend.load(lambda _message: None)
+            await backend.load()  # progress is told by the events around it
         except SlmchatError as exc:
             self._emit(ModelFailed(tier, str(ref), exc.message, exc.hint))
             raise

@@ -262,9 +262,10 @@ class ToolLoop:
             return
         approved: bool | None = None
         if tool.spec.requires_approval:
-            approved = self._approvals is not None and self._approvals.policy == "always"
-            if self._approvals is not None and self._approvals.policy == "ask":
-                request_id, answer = self._approvals.open()
+            desk = self._approvals or ApprovalDesk("never")  # nobody to ask: it does not run
+            approved = desk.policy == "always"
+            if desk.policy == "ask":
+                request_id, answer = desk.open()
                 yield ApprovalRequested(request_id, call.name, arguments, run.steps, tier)
                 approved = await answer
         yield ToolCall(call.name, arguments, run.steps, tier, tool.spec.requires_approval, approved)

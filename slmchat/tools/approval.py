@@ -39,14 +39,7 @@ class ApprovalDesk:
 
         if loop.is_closed():
             return False
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            settle()
-        else:
-            loop.call_soon_threadsafe(settle)
+        loop.call_soon_threadsafe(settle)  # the future belongs to its loop, whichever thread answers
         return True
 
     def deny_all(self) -> None:
