@@ -113,8 +113,8 @@ class Session(Answering, EventChannel, SyncCalls):
             return new_conversation_id()  # stored with its first turn: no empty conversations
         conversation_id = self.store.find_conversation(conversation_id)
         for row in self.store.turns(conversation_id):
-            if row["status"] == "failed":
-                continue  # a question that got no answer is not sent again
+            if row["status"] == "failed" or row["superseded"]:
+                continue  # a question that got no answer, or an answer set aside, is not sent again
             self.history.append(Message("user", row["user_text"]))
             if row["answer"]:
                 self.history.append(Message("assistant", row["answer"]))

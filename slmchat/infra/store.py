@@ -73,6 +73,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE usage ADD COLUMN price_source TEXT;
     ALTER TABLE usage ADD COLUMN model_ms REAL;
     """,
+    # 4: a turn set aside (the answer not kept after a compare): stored and labelled, but not history
+    """
+    ALTER TABLE turns ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -241,6 +245,26 @@ class Store:
             (conversation_id,),
         ).fetchall()
         return [dict(r) for r in rows]
+
+    def rename_conversation(self, conversation_id: str, title: str) -> None:
+        """Give a conversation a title of the user's (the first question is the default)."""
+        with self._transaction() as db:
+            if db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id)).rowcount == 0:
+                raise SlmchatError(f"no conversation {conversation_id!r}", "see `slmchat history list`")
+
+    def delete_conversation(self, conversation_id: str) -> int:
+        """Delete a conversation with its turns, events, usage and feedback; returns the turns deleted."""
+        with self._transaction() as db:
+            turns = db.execute("SELECT COUNT(*) FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()
+            if db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount == 0:
+                raise SlmchatError(f"no conversation {conversation_id!r}", "see `slmchat history list`")
+        return int(turns[0])
+
+    def set_superseded(self, turn_id: int, superseded: bool = True) -> None:
+        """Set a turn aside (or bring it back): it stays stored and labelled, but is not history."""
+        with self._transaction() as db:
+            if db.execute("UPDATE turns SET superseded = ? WHERE id = ?", (int(superseded), turn_id)).rowcount == 0:
+                raise SlmchatError(f"no turn {turn_id}", "turn ids are in `slmchat history export --format json`")
 
     def tokens_since(self, since: float, tier: str = "large") -> tuple[int, int]:
         """Prompt and completion tokens used on ``tier`` by turns stored since ``since`` (a timestamp)."""
