@@ -120,6 +120,16 @@ class Session(Answering, EventChannel, SyncCalls):
                 self.history.append(Message("assistant", row["answer"]))
         return conversation_id
 
+    def switch_conversation(self, conversation_id: str) -> str:
+        """Continue a stored conversation (an id or its prefix) from the next turn on; returns its id."""
+        history, self.history = self.history, []
+        try:
+            self.conversation_id = self._open_conversation(conversation_id, False)
+        except Exception:
+            self.history = history
+            raise
+        return self.conversation_id
+
     def new_conversation(self) -> str:
         """Start a fresh conversation (the old one stays in the store)."""
         self.history = []

@@ -117,6 +117,18 @@ class MemoryConfig(BaseModel):
     store_exchanges: bool = Field(True, description="keep each question and answer for recall")
 
 
+class TuiConfig(BaseModel):
+    """The terminal app: which face `slmchat` opens, its theme and its keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    face: str = Field("app", pattern="^(app|repl)$", description="what `slmchat` alone opens: app (Textual) or repl")
+    theme: str = Field("slmchat-dark", description="theme name: built-in or a file in the user themes folder")
+    keys: dict[str, str] = Field(
+        default_factory=dict, description='remapped keys, action id to keys: force_large = "ctrl+l"'
+    )
+
+
 class Config(BaseModel):
     """The whole configuration file."""
 
@@ -130,6 +142,7 @@ class Config(BaseModel):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    tui: TuiConfig = Field(default_factory=TuiConfig)
 
 
 def _env_overrides() -> dict[tuple[str, ...], tuple[str, Any]]:
@@ -273,6 +286,13 @@ enabled = true
 recall_k = 5
 recall_tokens = 256
 extract = true
+
+[tui]
+# what `slmchat` alone opens: "app" (the terminal app) or "repl" (the plain chat)
+face = "app"
+theme = "slmchat-dark"
+# [tui.keys]
+# force_large = "ctrl+l"
 
 [aliases]
 # fast = "ollama:llama3.2:3b"
