@@ -41,7 +41,7 @@ from slmchat.infra.errors import SlmchatError
 from slmchat.infra.store import Store, TurnRecord, new_conversation_id
 from slmchat.memory.manager import Memory
 from slmchat.routing import Route, RouteDecision, Router, Tier
-from slmchat.routing.budget import budget_block
+from slmchat.routing.budget import BudgetUse, budget_block, budget_use
 from slmchat.tools.agent import AgentSettings, CircuitBreaker
 from slmchat.tools.approval import ApprovalDesk, ApprovalPolicy
 from slmchat.tools.registry import Toolbox, load_tools
@@ -262,6 +262,10 @@ class Session(Answering, EventChannel, SyncCalls):
         models = {t: self.model_name(t) for t in ("small", "large")}
         limit = self.config.routing.long_context_tokens
         return self.router.decide_turn(text, self.history, route, models, self._budget_block(), limit)  # type: ignore[arg-type]
+
+    def budget(self) -> list[BudgetUse]:
+        """The spend caps that are set, with the large tier's spend against each (for budget meters)."""
+        return budget_use(self.config.routing, self.tiers.settings("large"), self.store, self._started)
 
     def _budget_block(self) -> str | None:
         return budget_block(self.config.routing, self.tiers.settings("large"), self.store, self._started)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from slmchat.engine.destination import Destination, destination
 from slmchat.engine.events import Event, ModelFailed, ModelLoading, ModelReady
 from slmchat.infra.backends import ChatBackend, ModelRef, create_backend, parse_model_name
 from slmchat.infra.config import Config, TierConfig
@@ -42,6 +43,11 @@ class Tiers:
     def model_name(self, tier: Tier) -> str | None:
         ref = self._refs[tier]
         return str(ref) if ref else None
+
+    def destination(self, tier: Tier) -> Destination | None:
+        """Where this tier's prompts go (None: the tier is not configured)."""
+        ref = self._refs[tier]
+        return destination(ref.backend, self._tiers[tier]) if ref else None
 
     def set_model(self, tier: Tier, name: str) -> str:
         """Use another model for ``tier`` from the next turn on; returns the resolved name."""

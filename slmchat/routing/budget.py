@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass
 
 from slmchat.infra.backends.base import Usage
 from slmchat.infra.config import RoutingConfig, TierConfig
@@ -25,19 +26,34 @@ def cost_usd(cfg: TierConfig, prompt_tokens: int, completion_tokens: int) -> flo
     return price.cost(Usage(prompt_tokens, completion_tokens))
 
 
-def budget_block(routing: RoutingConfig, large: TierConfig | None, store: Store, session_started: float) -> str | None:
-    """Why the large tier may not be used now (a cap is reached, or cannot be checked); None if it may."""
+@dataclass(frozen=True)
+class BudgetUse:
+    """One cap (``daily`` or ``session``) and the large tier's spend against it (None: unknown price)."""
+
+    name: str
+    cap_usd: float
+    spent_usd: float | None
+
+
+def budget_use(
+    routing: RoutingConfig, large: TierConfig | None, store: Store, session_started: float
+) -> list[BudgetUse]:
+    """Every cap that is set, with what the large tier spent against it (for budget meters)."""
     caps = [("daily", routing.budget_usd_per_day, _midnight()), ("session", routing.budget_usd_per_session,
                                                                    session_started)]  # fmt: skip
-    caps = [(name, cap, since) for name, cap, since in caps if cap is not None]
-    if not caps or large is None:
-        return None
-    for name, cap, since in caps:
-        spent = cost_usd(large, *store.tokens_since(since))
-        if spent is None:
-            return f"the {name} budget cannot be checked: the large tier has no known price (set usd_per_mtok_in/out)"
-        if spent >= cap:
-            return f"{name} budget of ${cap:.2f} is spent (${spent:.4f})"
+    if large is None:
+        return []
+    return [BudgetUse(name, cap, cost_usd(large, *store.tokens_since(since))) for name, cap, since in caps if cap]
+
+
+def budget_block(routing: RoutingConfig, large: TierConfig | None, store: Store, session_started: float) -> str | None:
+    """Why the large tier may not be used now (a cap is reached, or cannot be checked); None if it may."""
+    for use in budget_use(routing, large, store, session_started):
+        if use.spent_usd is None:
+            why = "the large tier has no known price (set usd_per_mtok_in/out)"
+            return f"the {use.name} budget cannot be checked: {why}"
+        if use.spent_usd >= use.cap_usd:
+            return f"{use.name} budget of ${use.cap_usd:.2f} is spent (${use.spent_usd:.4f})"
     return None
 
 
