@@ -25,7 +25,7 @@ class Destination:
     def label(self) -> str:
         if self.local:
             return "local: stays on this machine" if self.host is None else f"local: {self.host}"
-        return f"leaves this machine: sent to {self.host or 'an unknown host'}"
+        return f"remote: sent to {self.host or 'an unknown host'}"
 
 
 def _is_loopback(host: str) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sys
 from typing import Any, ClassVar
 
 import click
@@ -22,6 +23,7 @@ from slmchat.faces.cli.models import models
 from slmchat.faces.cli.route import route_group
 from slmchat.faces.cli.session_options import SessionChoice, open_session, session_options
 from slmchat.faces.cli.tools import tools_group
+from slmchat.infra.config import load_config
 from slmchat.infra.errors import SlmchatError
 
 
@@ -63,7 +65,8 @@ class SlmchatGroup(click.Group):
 def main(ctx: click.Context, debug: bool, choice: SessionChoice) -> None:
     """Chat with a small local model that escalates to a large one when needed.
 
-    With no command, opens the interactive chat; -m, -s, -c and --cid apply to it.
+    With no command, opens the terminal app (or the plain chat, `slmchat repl`, when the
+    config says face = "repl" or this is not a terminal); -m, -s, -c and --cid apply to it.
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -74,11 +77,35 @@ def main(ctx: click.Context, debug: bool, choice: SessionChoice) -> None:
                 "for one question put them after ask (slmchat ask -m NAME ...); for the chat give no command",
             )
         return
+    if _wants_app():
+        from slmchat.faces.tui.run import run_app
+
+        run_app(lambda: open_session(ctx, choice), debug=debug)
+        return
+    _run_repl(ctx, choice)
+
+
+def _wants_app() -> bool:
+    """The app when the config asks for it and both ends are a terminal; the plain chat otherwise."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return False
+    return load_config().tui.face == "app"
+
+
+def _run_repl(ctx: click.Context, choice: SessionChoice) -> None:
     from slmchat.faces.repl import run_repl
 
     asyncio.run(run_repl(open_session(ctx, choice)))
 
 
-COMMANDS = (ask, config_group, doctor, feedback, history_group, keys_group, memory_group, models, route_group)
+@click.command("repl")
+@session_options
+@click.pass_context
+def repl(ctx: click.Context, choice: SessionChoice) -> None:
+    """The plain chat (prompt-toolkit): for plain terminals, pipes and screen readers."""
+    _run_repl(ctx, choice)
+
+
+COMMANDS = (ask, config_group, doctor, feedback, history_group, keys_group, memory_group, models, repl, route_group)
 for command in (*COMMANDS, stats, tools_group):
     main.add_command(command)
