@@ -22,7 +22,7 @@ from slmchat.faces.tui.plain import plain
 
 
 class ApprovalScreen(ModalScreen[bool]):
-    """"Run this tool?" with its arguments; y approves, n or Esc denies (a denial is reported to the model)."""
+    """ "Run this tool?" with its arguments; y approves, n or Esc denies (a denial is reported to the model)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "Approve"),
@@ -56,7 +56,10 @@ class ApprovalScreen(ModalScreen[bool]):
 class ConfirmScreen(ModalScreen[bool]):
     """A yes/no question with the lines it is about (``/forget`` shows the memories first)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
 
     def __init__(self, question: str, lines: list[str]) -> None:
         super().__init__(classes="dialog")
