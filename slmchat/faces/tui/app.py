@@ -138,8 +138,8 @@ class SlmchatApp(App[None]):
         try:
             self.session = await asyncio.to_thread(self._open_session)
         except SlmchatError as exc:
-            await self.note(f"error: {exc.message}" + (f" — fix: {exc.hint}" if exc.hint else ""), "error")
             self.set_status(f"cannot start: {exc.message}")
+            await self.note(f"error: {exc.message}" + (f" — fix: {exc.hint}" if exc.hint else ""), "error")
             return
         except Exception as exc:
             await self.unexpected(exc)
@@ -393,7 +393,7 @@ class SlmchatApp(App[None]):
         blocks = self.query_one(ChatLog).blocks()
         if not blocks:
             return
-        current = blocks.index(self.selected) if self.selected in blocks else len(blocks)
+        current = blocks.index(self.selected) if self.selected in blocks else len(blocks) - 1
         index = max(0, min(len(blocks) - 1, current + step))
         blocks[index].focus()
         blocks[index].scroll_visible()

@@ -104,7 +104,8 @@ class TurnBlock(Vertical, can_focus=True):
         """Close the stream, fold the replaced answer (if any), and start the answer again from ``text``."""
         await self.close_stream()
         if folded is not None:
-            old = Collapsible(Static(Text(plain(folded)), markup=False), title="replaced answer (small tier)")
+            body = Static(Text(plain(folded)), classes="folded", markup=False)
+            old = Collapsible(body, title="replaced answer (small tier)")
             old.add_class("replaced")
             await self.mount(old, before=self.answer)
         await self.answer.update(plain(text))
