@@ -316,3 +316,24 @@ def test_a_session_that_cannot_start_is_one_line_with_the_fix(tmp_path: Path) ->
             assert status_text(app).startswith("cannot start:")
 
     asyncio.run(run())
+
+
+def test_the_real_small_model_answers_in_the_app(small_backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """End to end on SmolLM2 in llama.cpp: routed, streamed, measured, stored."""
+    from tests.helpers import cold, small_config
+
+    def real() -> Session:
+        return Session(small_config(max_tokens=32), backends={"small": cold(small_backend)},
+                       store=Store(tmp_path / "history.db"))  # fmt: skip
+
+    async def scenario(app: SlmchatApp, pilot: Pilot[Any]) -> None:
+        block = await ask(app, pilot, "What is the capital of France?")
+        assert block.view.stats is not None and block.view.stats.status == "ok"
+        assert "Paris" in block.query_one(Markdown).source
+        text = inspector_text(app)
+        assert "tier      small" in text and "llamacpp:smollm2" in text and "LOCAL" in text
+        assert block.view.stats.usage.estimated is False  # llama.cpp counts its own tokens
+        assert f"{block.view.stats.usage.completion_tokens} out" in text
+        assert Store(tmp_path / "history.db").turns(app.session.conversation_id)[0]["answer"] == block.view.answer  # type: ignore[union-attr]
+
+    drive(real, scenario)
