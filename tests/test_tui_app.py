@@ -337,3 +337,26 @@ def test_the_real_small_model_answers_in_the_app(small_backend, tmp_path: Path) 
         assert Store(tmp_path / "history.db").turns(app.session.conversation_id)[0]["answer"] == block.view.answer  # type: ignore[union-attr]
 
     drive(real, scenario)
+
+
+def test_the_theme_picked_in_the_app_is_the_next_starts_theme(tmp_path: Path) -> None:
+    from slmchat.infra.config import load_config
+
+    async def scenario(app: SlmchatApp, pilot: Pilot[Any]) -> None:
+        assert app.theme == "slmchat-dark"
+        app.theme = "slmchat-high-contrast"  # what the picker (Ctrl-T) does
+        await pilot.pause()
+
+    drive(scripted(tmp_path, ["ok"]), scenario)
+    assert load_config().tui.theme == "slmchat-high-contrast"
+
+
+def test_an_unknown_theme_in_the_config_falls_back_and_says_so(tmp_path: Path) -> None:
+    from slmchat.infra import paths
+
+    async def scenario(app: SlmchatApp, pilot: Pilot[Any]) -> None:
+        assert app.theme == "slmchat-dark"
+        assert any("nope" in str(n.message) for n in app._notifications)
+
+    drive(scripted(tmp_path, ["ok"]), scenario, config=Config(tui=TuiConfig(theme="nope")))
+    assert not paths.config_file().exists()  # the mistyped name is not overwritten behind the user's back

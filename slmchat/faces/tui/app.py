@@ -20,6 +20,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.theme import Theme
 from textual.widgets import Footer, Input, Static
 
 from slmchat.engine.commands import (
@@ -52,6 +53,7 @@ from slmchat.faces.tui.chat_log import ChatLog, TurnBlock
 from slmchat.faces.tui.dialogs import ApprovalScreen, ConfirmScreen, ModelPicker
 from slmchat.faces.tui.inspector import Inspector
 from slmchat.faces.tui.plain import plain
+from slmchat.faces.tui.themes import pick_theme, register_themes, save_theme_choice
 from slmchat.faces.tui.turn_view import SessionTotals, TurnView
 from slmchat.infra.config import Config
 from slmchat.infra.errors import SlmchatError
@@ -110,7 +112,7 @@ class SlmchatApp(App[None]):
         self.selected: TurnBlock | None = None  # the turn the inspector shows (None: the latest)
         self._show_inspector = show_inspector
         self._redrawn = 0.0
-        self.problems: list[str] = []
+        self._shown_theme = ""
 
     # -- layout and start -------------------------------------------------------------------
 
@@ -124,6 +126,13 @@ class SlmchatApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        for problem in register_themes(self):
+            self.notify(problem, severity="warning", markup=False, timeout=10)
+        name, warning = pick_theme(self.config.tui.theme, list(self.available_themes))
+        if warning:
+            self.notify(warning, severity="warning", markup=False, timeout=10)
+        self._shown_theme = self.theme = name
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self.config.tui.keys:
             self.set_keymap(self.config.tui.keys)
         wide = self.size.width >= INSPECTOR_MIN_WIDTH
@@ -131,6 +140,16 @@ class SlmchatApp(App[None]):
         self.query_one(ChatLog).anchor()
         self.query_one("#prompt", Input).focus()
         self.start_session()
+
+    def _remember_theme(self, theme: Theme) -> None:
+        """A theme picked in the app is the next start's theme (the start-up one is never written back)."""
+        if theme.name == self._shown_theme:
+            return
+        self._shown_theme = theme.name
+        try:
+            save_theme_choice(theme.name)
+        except SlmchatError as exc:
+            self.notify(exc.message, severity="warning", markup=False)
 
     @work(group="session")
     async def start_session(self) -> None:
