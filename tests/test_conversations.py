@@ -5,6 +5,7 @@ Real scripted turns stored in a real history database in the test's folder.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -226,13 +227,15 @@ def test_resume_leaves_out_a_turn_set_aside_and_keeps_a_failed_one(tmp_path: Pat
 
 
 def test_resume_and_deleting_the_open_conversation_wait_for_the_running_answer(tmp_path: Path) -> None:
-    with scripted_session(["One two three four."], data_dir=tmp_path) as session:
-        session.ask("first")
-        cid = session.conversation_id
-        for event in session.stream("second"):
+    async def second_turn(session: Session, cid: str) -> None:
+        async for event in session.turn("second"):  # the turn is paused at each event it yields
             if event.kind == "token":
                 with pytest.raises(SlmchatError, match="while an answer is coming"):
                     resume(session, cid)
                 with pytest.raises(SlmchatError, match="while an answer is coming"):
                     delete(session, cid)
+
+    with scripted_session(["One two three four."], data_dir=tmp_path) as session:
+        session.ask("first")
+        asyncio.run(second_turn(session, session.conversation_id))
         assert [c.turns for c in list_conversations(session)] == [2]
