@@ -360,3 +360,40 @@ def test_an_unknown_theme_in_the_config_falls_back_and_says_so(tmp_path: Path) -
 
     drive(scripted(tmp_path, ["ok"]), scenario, config=Config(tui=TuiConfig(theme="nope")))
     assert not paths.config_file().exists()  # the mistyped name is not overwritten behind the user's back
+
+
+def test_a_resumed_conversation_is_redrawn_from_its_stored_events(tmp_path: Path) -> None:
+    with scripted_session([LOOP], ["Paris."], data_dir=tmp_path) as first:
+        first.ask("What is the capital of France?")
+        cid = first.conversation_id
+
+    def continued() -> Session:
+        return scripted_session(["ok"], ["ok"], data_dir=tmp_path, conversation_id=cid)
+
+    async def scenario(app: SlmchatApp, pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: bool(app.query_one(ChatLog).blocks()) and bool(app.totals.turns))
+        block = app.query_one(ChatLog).blocks()[0]
+        assert block.query_one(Markdown).source == "Paris."
+        assert any("repetition loop" in str(m.render()) for m in block.query(Marker))
+        assert block.query_one(".replaced", Collapsible) is not None
+        assert "turn #1" in inspector_text(app) and "escalated" in inspector_text(app)
+
+    drive(continued, scenario)
+
+
+def test_ctrl_o_lists_conversations_and_enter_resumes_one(tmp_path: Path) -> None:
+    with scripted_session(["Blue."], data_dir=tmp_path) as first:
+        first.ask("Why is the sky blue?")
+
+    async def scenario(app: SlmchatApp, pilot: Pilot[Any]) -> None:
+        from slmchat.faces.tui.conversations import ConversationsScreen
+
+        await ask(app, pilot, "hello")
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: isinstance(app.screen, ConversationsScreen))
+        await pilot.pause(0.2)
+        await pilot.press("down", "enter")  # the newest first: this chat, then the sky one
+        await until(pilot, lambda: any(b.view.text == "Why is the sky blue?" for b in app.query_one(ChatLog).blocks()))
+        assert [b.view.text for b in app.query_one(ChatLog).blocks()] == ["Why is the sky blue?"]
+
+    drive(scripted(tmp_path, ["hi"]), scenario)

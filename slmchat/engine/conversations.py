@@ -136,7 +136,7 @@ def resume(session: Session, cid: str) -> list[PastTurn]:
 
 
 def _refuse_during_turn(session: Session, what: str) -> None:
-    if session._turn_running:
+    if session.turn_running:
         raise SlmchatError(f"cannot {what} while an answer is coming", "wait for it or cancel it first")
 
 

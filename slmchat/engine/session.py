@@ -183,6 +183,11 @@ class Session(Answering, EventChannel, SyncCalls):
 
     # -- one turn -----------------------------------------------------------------------
 
+    @property
+    def turn_running(self) -> bool:
+        """True while a turn streams (switching conversations then would split it)."""
+        return self._turn_running
+
     def cancel(self) -> None:
         """Stop the running turn promptly; it ends as ``interrupted`` with its partial answer."""
         if self._cancel is not None:

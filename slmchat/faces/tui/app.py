@@ -36,6 +36,7 @@ from slmchat.engine.commands import (
     parse_command,
     run_command,
 )
+from slmchat.engine.conversations import resume
 from slmchat.engine.events import (
     SESSION_EVENTS,
     ApprovalRequested,
@@ -50,6 +51,7 @@ from slmchat.engine.events import (
 )
 from slmchat.engine.session import Session
 from slmchat.faces.tui.chat_log import ChatLog, TurnBlock
+from slmchat.faces.tui.conversations import ConversationAction, ConversationsScreen
 from slmchat.faces.tui.dialogs import ApprovalScreen, ConfirmScreen, ModelPicker
 from slmchat.faces.tui.inspector import Inspector
 from slmchat.faces.tui.plain import plain
@@ -164,6 +166,8 @@ class SlmchatApp(App[None]):
             await self.unexpected(exc)
             return
         self.ready.set()
+        if self.session.history:  # -c / --cid: show the conversation being continued
+            self.resume_conversation(self.session.conversation_id)
         self.watch_session()
         self.session.start_loading("small")
         self.refresh_status()
@@ -442,7 +446,43 @@ class SlmchatApp(App[None]):
         self.notify("compare is not available yet", severity="warning")
 
     async def action_conversations(self) -> None:
-        self.notify("the conversation list is not available yet", severity="warning")
+        """The stored conversations: resume, rename, delete, export."""
+        if self.session is None or self.live is not None:
+            return  # not during a turn: resuming would switch the conversation under it
+        self.push_screen(ConversationsScreen(self.session), self.conversation_chosen)
+
+    def conversation_chosen(self, result: ConversationAction | None) -> None:
+        if result is None:
+            return
+        if result.action == "new":  # the open conversation was deleted; the session already started a new one
+            self.run_worker(self.clear_log(), group="turn", exclusive=True)
+            self.notify("the open conversation was deleted: new conversation", timeout=3)
+        else:
+            self.resume_conversation(result.conversation_id)
+
+    @work(group="turn", exclusive=True)
+    async def resume_conversation(self, cid: str) -> None:
+        """Switch to a stored conversation and redraw its turns from their stored events."""
+        assert self.session is not None
+        try:
+            turns = await asyncio.to_thread(resume, self.session, cid)
+        except SlmchatError as exc:
+            await self.note(f"error: {exc.message}" + (f" — fix: {exc.hint}" if exc.hint else ""), "error")
+            return
+        await self.clear_log()
+        log = self.query_one(ChatLog)
+        for turn in turns:
+            view = TurnView(turn.user_text)
+            block = await log.add_turn(view)
+            for event in turn.events:
+                view.apply(event)  # no destination badge: the tier's server may have changed since
+                if not isinstance(event, Token):  # TurnDone sets the whole answer at once: no token replay
+                    await block.show(event)
+            if turn.stats is not None:
+                self.totals.add(turn.stats)
+        log.scroll_end(animate=False)
+        self.refresh_status()
+        self.redraw_inspector()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The command palette (Ctrl-P): every key's action, and every slash command."""
