@@ -82,12 +82,13 @@ class Comparison:
 class Rerun:
     """The rerun's events, ``RouteDecided`` to ``TurnDone``/``TurnFailed``; iterate it once.
 
-    ``original`` is known once the first event arrives; ``comparison`` once the rerun finished
-    ``ok`` (an interrupted or failed rerun leaves nothing to keep: the original stands).
+    ``question`` and ``original`` are known once the first event arrives; ``comparison`` once the
+    rerun finished ``ok`` (an interrupted or failed rerun leaves nothing to keep: the original stands).
     """
 
     def __init__(self, session: Session, turn_id: int | None) -> None:
         self.session = session
+        self.question: str | None = None
         self.original: Side | None = None
         self.comparison: Comparison | None = None
         self._events = self._run(turn_id)
@@ -104,6 +105,8 @@ class Rerun:
 
     async def _run(self, turn_id: int | None) -> AsyncIterator[Event]:
         session = self.session
+        if session._closed:
+            raise SlmchatError("this session is closed", "open a new Session")
         if session._turn_running:
             raise SlmchatError("an answer is still coming", "wait for it (or cancel it), then compare")
         original, question = await asyncio.to_thread(_last_turn, session, turn_id)
@@ -115,7 +118,7 @@ class Rerun:
             raise SlmchatError(
                 "this session's history does not end with the last stored turn", "reopen the conversation, then compare"
             )
-        self.original = original
+        self.question, self.original = question, original
         session.history = before[: -len(exchange)]  # what the original saw; the turn appends to this copy
         # the original's chance: tools if it was offered any (all of them), none if it was not
         tools = original.stats is not None and original.stats.tools is not None
