@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from pathlib import Path
 
 import pytest
@@ -290,5 +291,20 @@ def test_a_rerun_gets_the_tools_but_a_tool_that_needs_approval_does_not_run_twic
             assert sent == ["ann@example.org"]
             assert [e.approved for e in events if isinstance(e, ToolCall)] == [False]
             assert comparison is not None and comparison.rerun.answer == "I could not send it."
+
+    asyncio.run(scenario())
+
+
+def test_compare_waits_for_the_running_turn(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with scripted_session(["One.", ["Still ", "coming."]], ["-"], data_dir=tmp_path) as session:
+            await _ask(session, "First?")
+            running = session.turn("Second?", route="small")
+            async with aclosing(running):
+                async for event in running:
+                    if isinstance(event, Token):
+                        with pytest.raises(SlmchatError, match="an answer is still coming"):
+                            await _compare(session)
+                        break
 
     asyncio.run(scenario())

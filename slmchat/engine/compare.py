@@ -107,7 +107,7 @@ class Rerun:
         session = self.session
         if session._closed:
             raise SlmchatError("this session is closed", "open a new Session")
-        if session._turn_running:
+        if session.turn_running:
             raise SlmchatError("an answer is still coming", "wait for it (or cancel it), then compare")
         original, question = await asyncio.to_thread(_last_turn, session, turn_id)
         other: Tier = "large" if original.tier == "small" else "small"
