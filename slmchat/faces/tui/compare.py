@@ -80,11 +80,9 @@ class CompareScreen(ModalScreen[CompareOutcome | None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "keep('original')", "keep original", priority=True),
-        Binding("left", "keep('original')", "keep original", show=False, priority=True),
-        Binding("2", "keep('rerun')", "keep rerun", priority=True),
-        Binding("right", "keep('rerun')", "keep rerun", show=False, priority=True),
-        Binding("escape", "close", "close", priority=True),
+        Binding("1,left", "keep('original')", "keep original", key_display="1", priority=True, id="compare_original"),
+        Binding("2,right", "keep('rerun')", "keep rerun", key_display="2", priority=True, id="compare_rerun"),
+        Binding("escape", "close", "close", priority=True, id="compare_close"),
     ]
 
     def __init__(
@@ -106,6 +104,7 @@ class CompareScreen(ModalScreen[CompareOutcome | None]):
         self._original_stats = original_stats
         self.comparison: Comparison | None = None  # once the rerun finished ok
         self.rerun_text = ""  # the right column's text, as streamed
+        self.rerun_stats: TurnStats | None = None  # the rerun's figures, kept or not (its cost was spent)
         self.error: str | None = None  # the one line shown when something went wrong
         self._worker: Worker[None] | None = None
         self._stopping = False
@@ -166,6 +165,7 @@ class CompareScreen(ModalScreen[CompareOutcome | None]):
                     await answer.update(event.text)
                     stream = Markdown.get_stream(answer)
                 elif isinstance(event, TurnDone):
+                    self.rerun_stats = event.stats
                     tier = event.stats.answered_by or tier
                     self._figures("#rerun-figures", tier, model, event.stats)
                 elif isinstance(event, TurnFailed):
