@@ -397,3 +397,25 @@ def test_ctrl_o_lists_conversations_and_enter_resumes_one(tmp_path: Path) -> Non
         assert [b.view.text for b in app.query_one(ChatLog).blocks()] == ["Why is the sky blue?"]
 
     drive(scripted(tmp_path, ["hi"]), scenario)
+
+
+def test_f5_compares_on_the_other_tier_and_keeping_the_rerun_replaces_the_answer(tmp_path: Path) -> None:
+    from slmchat.faces.tui.compare import CompareScreen
+
+    async def scenario(app: SlmchatApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("f2")
+        block = await ask(app, pilot, "Why is the sky blue?")
+        original = block.view.turn_id
+        await pilot.press("f5")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.rerun_stats is not None)
+        await pilot.press("2")
+        await until(pilot, lambda: block.view.answer == "Blue light scatters most.")
+        assert block.query_one(Markdown).source == "Blue light scatters most."
+        assert "kept after compare" in str(block.footer.render())
+        assert block.view.turn_id != original and len(app.totals.turns) == 2  # the rerun was paid for too
+        assert app.session is not None
+        labels = {t["turn_id"]: t["good"] for t in app.session.store.routed_turns()}
+        assert labels[original] is False  # the small answer lost: calibration learns it should have gone large
+        assert app.session.history[-1].content == "Blue light scatters most."
+
+    drive(scripted(tmp_path, ["Rayleigh."], ["Blue light scatters most."]), scenario)

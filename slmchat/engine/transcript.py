@@ -101,9 +101,9 @@ def stats_line(stats: Any) -> str:
         if cost.price_source == "local" and cost.usd == 0:
             parts.append("local")
         else:
-            parts.append("$?" if cost.usd is None else _usd(cost.usd))
+            parts.append("$?" if cost.usd is None else usd(cost.usd))
         if cost.saved_usd:
-            parts.append(f"saved {_usd(cost.saved_usd)}")
+            parts.append(f"saved {usd(cost.saved_usd)}")
     tools = getattr(stats, "tools", None)
     if tools and (tools["calls"] or tools["recoveries"]):
         parts.append(f"{tools['calls']} tool call{'s' if tools['calls'] != 1 else ''}, {latency.tool_ms:.0f} ms")
@@ -135,6 +135,8 @@ def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 
-def _usd(value: float) -> str:
-    """Dollars with enough digits that a small amount does not read as zero."""
+def usd(value: float | None) -> str:
+    """Dollars with enough digits that a small amount does not read as zero; ``$?`` when unknown."""
+    if value is None:
+        return "$?"
     return f"${value:.4f}" if abs(value) >= 0.0001 or value == 0 else f"${value:.2g}"

@@ -50,7 +50,9 @@ from slmchat.engine.events import (
     TurnFailed,
 )
 from slmchat.engine.session import Session
+from slmchat.engine.transcript import stats_line
 from slmchat.faces.tui.chat_log import ChatLog, TurnBlock
+from slmchat.faces.tui.compare import CompareOutcome, CompareScreen
 from slmchat.faces.tui.conversations import ConversationAction, ConversationsScreen
 from slmchat.faces.tui.dialogs import ApprovalScreen, ConfirmScreen, ModelPicker
 from slmchat.faces.tui.inspector import Inspector
@@ -90,7 +92,7 @@ KEYS = [
 class SlmchatApp(App[None]):
     """The chat. ``open_session`` builds the session (in a thread); ``debug_log`` gets tracebacks."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere keep the stylesheet
     TITLE = "slmchat"
     BINDINGS = KEYS
 
@@ -443,7 +445,41 @@ class SlmchatApp(App[None]):
             await self.show_result(result)
 
     async def action_compare(self) -> None:
-        self.notify("compare is not available yet", severity="warning")
+        """Ask the last question again on the other tier, side by side; keep the better answer."""
+        if self.session is None or self.live is not None or isinstance(self.screen, CompareScreen):
+            return
+        blocks = self.query_one(ChatLog).blocks()
+        view = blocks[-1].view if blocks else None
+        screen = CompareScreen(
+            self.session,
+            question=view.text if view else None,
+            original_answer=view.answer if view and view.stats else None,
+            original_stats=view.stats if view else None,
+        )
+        self.push_screen(screen, lambda outcome: self.compared(screen, outcome))
+
+    def compared(self, screen: CompareScreen, outcome: CompareOutcome | None) -> None:
+        if screen.rerun_stats is not None:
+            self.totals.add(screen.rerun_stats)  # the rerun was paid for, kept or not
+        if outcome is not None and outcome.kept == "rerun":
+            self.run_worker(self.show_kept(outcome), group="turn", exclusive=True)
+        elif outcome is not None:
+            self.notify(f"kept the {outcome.tier} answer (noted for calibration)", timeout=2)
+        self.refresh_status()
+        self.redraw_inspector()
+
+    async def show_kept(self, outcome: CompareOutcome) -> None:
+        """The rerun now stands: its answer, figures and turn id replace the original's in the log."""
+        blocks = reversed(self.query_one(ChatLog).blocks())
+        block = next((b for b in blocks if b.view.turn_id == outcome.replaces), None)
+        if block is None:
+            return
+        await block.close_stream()
+        await block.answer.update(plain(outcome.answer))
+        block.view.answer, block.view.stats = outcome.answer, outcome.stats  # turn_id follows stats (F6/F7 judge it)
+        if outcome.stats is not None:
+            block.footer.update(Text(plain(stats_line(outcome.stats)) + " · kept after compare"))
+        self.redraw_inspector()
 
     async def action_conversations(self) -> None:
         """The stored conversations: resume, rename, delete, export."""

@@ -25,7 +25,8 @@ from textual.worker import Worker
 from slmchat.engine.compare import Comparison, Side, Which, compare, keep
 from slmchat.engine.events import AnswerReset, RouteDecided, Token, TurnDone, TurnFailed, TurnStats
 from slmchat.engine.session import Session
-from slmchat.engine.transcript import _usd
+from slmchat.engine.transcript import usd
+from slmchat.faces.tui.plain import plain
 from slmchat.infra.errors import SlmchatError
 
 
@@ -52,7 +53,7 @@ def figures(tier: str | None, model: str | None, stats: TurnStats | None) -> Tex
     elif cost.price_source == "local" and cost.usd == 0:
         price = "local"
     else:
-        price = _usd(cost.usd)
+        price = usd(cost.usd)
     spent = [price, f"{latency.total_ms / 1000:.1f} s", *([stats.status] if stats.status != "ok" else [])]
     speed = [
         f"ttft {latency.ttft_ms:.0f} ms" if latency.ttft_ms is not None else "ttft ?",
@@ -112,12 +113,14 @@ class CompareScreen(ModalScreen[CompareOutcome | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compare"):
-            yield Static(Text(self._question or "compare", no_wrap=True, overflow="ellipsis"), id="compare-question")
+            yield Static(
+                Text(plain(self._question or "compare"), no_wrap=True, overflow="ellipsis"), id="compare-question"
+            )
             with Horizontal(id="compare-columns"):
                 with Vertical(id="original-side", classes="compare-side"):
                     yield Static(Text("1 · the answer that stood"), classes="compare-heading")
                     with VerticalScroll(classes="compare-answer"):
-                        yield Markdown(self._original_answer or "", id="original-answer")
+                        yield Markdown(plain(self._original_answer or ""), id="original-answer")
                     stats = self._original_stats
                     tier = (stats.answered_by or stats.route.tier) if stats else None
                     yield Static(figures(tier, None, stats), id="original-figures", classes="compare-figures")
@@ -158,11 +161,11 @@ class CompareScreen(ModalScreen[CompareOutcome | None]):
                     self._say(f"asking the {tier} tier…")
                 elif isinstance(event, Token):
                     self.rerun_text += event.text
-                    await stream.write(event.text)
+                    await stream.write(plain(event.text))
                 elif isinstance(event, AnswerReset):
                     await stream.stop()
                     self.rerun_text = event.text
-                    await answer.update(event.text)
+                    await answer.update(plain(event.text))
                     stream = Markdown.get_stream(answer)
                 elif isinstance(event, TurnDone):
                     self.rerun_stats = event.stats
@@ -186,11 +189,11 @@ class CompareScreen(ModalScreen[CompareOutcome | None]):
 
     async def _show_original(self, question: str, original: Side) -> None:
         """The engine's reading of the last turn: its question, who wrote it, its figures (and text)."""
-        self.query_one("#compare-question", Static).update(Text(question, no_wrap=True, overflow="ellipsis"))
+        self.query_one("#compare-question", Static).update(Text(plain(question), no_wrap=True, overflow="ellipsis"))
         self._figures("#original-figures", original.tier, original.model, original.stats)
         if self._original_answer is None:  # the app did not pass its copy
             self._original_answer = original.answer
-            await self.query_one("#original-answer", Markdown).update(original.answer)
+            await self.query_one("#original-answer", Markdown).update(plain(original.answer))
 
     def _figures(self, selector: str, tier: str | None, model: str | None, stats: TurnStats | None) -> None:
         self.query_one(selector, Static).update(figures(tier, model, stats))

@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from slmchat.engine.transcript import usd
 from slmchat.faces.tui.plain import plain
 from slmchat.faces.tui.turn_view import SessionTotals, TurnView
 from slmchat.routing.budget import BudgetUse
@@ -18,13 +19,6 @@ from slmchat.routing.budget import BudgetUse
 BAR = 16  # characters in the score bar
 CHART_TURNS = 8  # turns in the session chart
 FACTORS_SHOWN = 3
-
-
-def usd(value: float | None) -> str:
-    """Dollars with enough digits that a small amount does not read as zero; ``$?`` when unknown."""
-    if value is None:
-        return "$?"
-    return f"${value:.4f}" if abs(value) >= 0.0001 or value == 0 else f"${value:.2g}"
 
 
 def score_bar(score: float, threshold: float, width: int = BAR) -> str:
