@@ -308,3 +308,28 @@ def test_compare_waits_for_the_running_turn(tmp_path: Path) -> None:
                         break
 
     asyncio.run(scenario())
+
+
+def test_a_compared_question_counts_once_when_calibrating_for_a_large_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`route calibrate --large-share` reads each question once: the side set aside is left out."""
+    from slmchat.engine.route_tuning import propose_threshold
+    from slmchat.infra import paths
+
+    monkeypatch.setenv("SLMCHAT_DATA_DIR", str(tmp_path))
+
+    async def scenario() -> None:
+        async with scripted_session(["Rayleigh."], ["Blue scatters most."]) as session:
+            await _ask(session, "Hi")
+            await _ask(session, QUESTION)
+            _, comparison = await _compare(session)
+            assert comparison is not None
+            keep(session, comparison, "rerun")
+            rows = session.store.routed_turns()
+            assert len(rows) == 3 and [r["superseded"] for r in rows].count(True) == 1
+            assert session.store.path == paths.database_file()
+
+    asyncio.run(scenario())
+    with pytest.raises(SlmchatError, match="only 2 scored turns"):  # 3 turns stored, 2 questions
+        propose_threshold(0.5, None)

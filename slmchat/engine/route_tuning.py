@@ -47,7 +47,8 @@ def propose_threshold(large_share: float | None, error_costs: str | None, limit:
         raise SlmchatError("give exactly one of --large-share and --error-costs", "e.g. --large-share 0.2")
     turns = open_history().routed_turns(limit)
     if large_share is not None:
-        result = for_share([t["score"] for t in turns], large_share)
+        # a compare rerun asks the same question again: count each question once
+        result = for_share([t["score"] for t in turns if not t["superseded"]], large_share)
         how = f"{large_share:.0%} of your last {result.turns} scored turns to the large tier"
     else:
         try:

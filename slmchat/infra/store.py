@@ -305,7 +305,7 @@ class Store:
     def routed_turns(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Recent turns the router scored, newest first: tier, score, override and any feedback."""
         rows = self.db.execute(
-            "SELECT t.id, t.tier, e.payload, f.good,"
+            "SELECT t.id, t.tier, t.superseded, e.payload, f.good,"
             " EXISTS(SELECT 1 FROM events x WHERE x.turn_id = t.id AND x.kind = 'escalated') AS escalated FROM turns t"
             " JOIN events e ON e.turn_id = t.id AND e.kind = 'route_decided'"
             " LEFT JOIN feedback f ON f.turn_id = t.id ORDER BY t.id DESC LIMIT ?",
@@ -319,7 +319,7 @@ class Store:
             good = None if row["good"] is None else bool(row["good"])
             out.append({"turn_id": row["id"], "tier": row["tier"], "score": decision["score"],
                         "override": decision.get("override"), "good": good,
-                        "escalated": bool(row["escalated"])})  # fmt: skip
+                        "escalated": bool(row["escalated"]), "superseded": bool(row["superseded"])})  # fmt: skip
         return out
 
     def events(self, turn_id: int) -> list[dict[str, Any]]:
