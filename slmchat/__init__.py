@@ -1,42 +1,48 @@
-"""slmchat: a small local model that escalates to a large one only when needed."""
+"""slmchat: a small local model that escalates to a large one only when needed.
 
-from importlib.metadata import PackageNotFoundError, version
+The names below load on first use (PEP 562), so ``import slmchat`` and ``slmchat.__version__``
+stay cheap: the terminal app and the CLI start before the engine, numpy and pydantic are
+imported. ``from slmchat import Session, Token`` works as it always did.
+"""
 
-try:
-    __version__ = version("slmchat")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+source"
+from __future__ import annotations
 
-from slmchat.engine.events import (
-    AnswerReset,
-    AnyEvent,
-    ApprovalRequested,
-    Compacted,
-    Escalated,
-    Event,
-    Latency,
-    MemoryFailed,
-    MemoryRecalled,
-    MemorySaved,
-    ModelFailed,
-    ModelLoading,
-    ModelReady,
-    Recovery,
-    RouteDecided,
-    SessionEvent,
-    Token,
-    ToolCall,
-    ToolResult,
-    TurnDone,
-    TurnEvent,
-    TurnFailed,
-    TurnStats,
-    event_from_dict,
-)
-from slmchat.engine.session import Session
-from slmchat.infra.config import Config, TierConfig, load_config
-from slmchat.infra.errors import SlmchatError
-from slmchat.routing import Route, RouteDecision
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from slmchat.engine.events import (
+        AnswerReset,
+        AnyEvent,
+        ApprovalRequested,
+        Compacted,
+        Escalated,
+        Event,
+        Latency,
+        MemoryFailed,
+        MemoryRecalled,
+        MemorySaved,
+        ModelFailed,
+        ModelLoading,
+        ModelReady,
+        Recovery,
+        RouteDecided,
+        SessionEvent,
+        Token,
+        ToolCall,
+        ToolResult,
+        TurnDone,
+        TurnEvent,
+        TurnFailed,
+        TurnStats,
+        event_from_dict,
+    )
+    from slmchat.engine.session import Session
+    from slmchat.infra.config import Config, TierConfig, load_config
+    from slmchat.infra.errors import SlmchatError
+    from slmchat.routing.decision import Route, RouteDecision
+
+    __version__: str
 
 __all__ = [
     "AnswerReset",
@@ -72,3 +78,38 @@ __all__ = [
     "event_from_dict",
     "load_config",
 ]
+
+#: the module that defines each public name that is not an event (events: slmchat.engine.events)
+_HOMES = {
+    "Session": "slmchat.engine.session",
+    "Config": "slmchat.infra.config",
+    "TierConfig": "slmchat.infra.config",
+    "load_config": "slmchat.infra.config",
+    "SlmchatError": "slmchat.infra.errors",
+    "Route": "slmchat.routing.decision",
+    "RouteDecision": "slmchat.routing.decision",
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("slmchat")
+    except PackageNotFoundError:  # running from a source tree without installing
+        return "0.0.0+source"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value: Any = _version()
+    elif name in __all__:
+        value = getattr(importlib.import_module(_HOMES.get(name, "slmchat.engine.events")), name)
+    else:
+        raise AttributeError(f"module 'slmchat' has no attribute {name!r}")
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -21,11 +21,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from slmchat.infra.errors import BackendUnavailable, ModelNotFound, SlmchatError
+
+if TYPE_CHECKING:  # numpy loads with the first embedding, like onnxruntime, not with this module
+    import numpy as np
 
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 DIMENSIONS = 384
@@ -171,6 +172,8 @@ class MiniLMEmbedder:
         """An ``(n, 384)`` float32 array of L2-normalised embeddings, one row per text."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts; use embed_one() for one text")
+        import numpy as np
+
         out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
         missing: dict[str, list[int]] = {}
         for row, text in enumerate(texts):
@@ -219,6 +222,8 @@ class MiniLMEmbedder:
 
     def _run(self, texts: list[str]) -> list[np.ndarray]:
         """Tokenize, pad to the longest text, run the model, mean-pool over the mask, L2-normalise."""
+        import numpy as np
+
         self.load()
         # encode() one by one rather than encode_batch(): no tokenizers thread pool, so no warnings
         # or deadlocks when the process forks later (a llama.cpp server, a subprocess).

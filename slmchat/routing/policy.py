@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from slmchat.infra.backends.base import Message, estimate_tokens
 from slmchat.infra.errors import SlmchatError
 from slmchat.routing.decision import Route, RouteDecision, Tier
 from slmchat.routing.factors import RouteContext
 from slmchat.routing.scorer import Score, Scorer
+
+if TYPE_CHECKING:  # numpy loads with the weights (RouterWeights.load), not with this module
+    import numpy as np
 
 #: how each factor reads in a reason when it pushed towards the large tier
 LABELS = {"learned": "resembles questions small models get wrong"}
@@ -29,6 +31,8 @@ class Router:
 
     def neutral_embedding(self) -> np.ndarray:
         """A vector the learned part gives no weight to, for when the embedding model fails."""
+        import numpy as np
+
         assert self.scorer.weights.embedding is not None
         return np.zeros_like(self.scorer.weights.embedding)
 

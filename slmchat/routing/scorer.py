@@ -14,11 +14,12 @@ import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from slmchat.routing.factors import Factor, RouteContext, all_factors
+
+if TYPE_CHECKING:  # numpy loads with the weights, so importing the router does not pay for it
+    import numpy as np
 
 WEIGHTS_FILE = "router_weights.json"
 #: log-odds added when a signal is fully present; used for signals the data has no labels for
@@ -52,6 +53,8 @@ class RouterWeights:
     @classmethod
     def load(cls, path: Path | None = None) -> RouterWeights:
         """The shipped weights (or ``path``); the hand-set fallback if none were trained yet."""
+        import numpy as np
+
         if path is None:
             shipped = resources.files("slmchat.routing").joinpath(WEIGHTS_FILE)
             if not shipped.is_file():
@@ -116,6 +119,6 @@ class Scorer:
         if self.weights.embedding is not None:
             if embedding is None:
                 embedding = self.embedder.embed_one(context.text)
-            contributions["learned"] = float(np.dot(self.weights.embedding, embedding))
+            contributions["learned"] = float(self.weights.embedding @ embedding)
         logit = self.weights.bias + sum(contributions.values())
         return Score(sigmoid(logit), contributions, factors, embedding)
