@@ -1,8 +1,8 @@
 """slmchat: a small local model that escalates to a large one only when needed.
 
 The names below load on first use (PEP 562), so ``import slmchat`` and ``slmchat.__version__``
-stay cheap: the terminal app and the CLI start before the engine, numpy and pydantic are
-imported. ``from slmchat import Session, Token`` works as it always did.
+stay cheap: importing any submodule (the CLI, the terminal app) no longer builds the Session,
+the pydantic config and numpy on the way. ``from slmchat import Session, Token`` works as before.
 """
 
 from __future__ import annotations
