@@ -66,6 +66,7 @@ class Tmux:
         self._tmux("new-session", "-d", "-s", "app", "-x", str(width), "-y", str(height), *map(str, command))
         #: the program's process id (tmux runs it directly in the pane)
         self.pid = int(self._tmux("list-panes", "-t", "app", "-F", "#{pane_pid}").split()[0])
+        self._socket_path = Path(self._tmux("display-message", "-p", "#{socket_path}").strip())
 
     def _tmux(self, *args: str) -> str:
         done = subprocess.run(["tmux", "-L", self.socket, *args], env=self.env, capture_output=True, text=True)
@@ -101,8 +102,10 @@ class Tmux:
             time.sleep(every)
 
     def close(self) -> None:
-        """End the session and its server; the program gets SIGHUP, and SIGKILL if it is still there after 5 s."""
+        """End the session and its server (and its socket file); the program gets SIGHUP, and SIGKILL if it
+        is still there after 5 s."""
         self._tmux("kill-server")
+        self._socket_path.unlink(missing_ok=True)
         deadline = time.monotonic() + 5
         while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -126,8 +126,13 @@ class TimedSession(Session):
 
 
 def bench_session(backend: ScriptedBackend, data_dir: Path, max_tokens: int) -> TimedSession:
-    """A real session on ``backend``: no large tier, no memory, history in ``data_dir``."""
-    config = Config(small=TierConfig(model="scripted:small", max_tokens=max_tokens), memory=MemoryConfig(enabled=False))
+    """A real session on ``backend``: no large tier, no memory, history in ``data_dir``.
+
+    The tier is priced in the config (0 per token), as a local model is: otherwise its first turn
+    would import genai-prices (~0.3 s) to look up a "scripted" model, which is not what is timed.
+    """
+    small = TierConfig(model="scripted:small", max_tokens=max_tokens, usd_per_mtok_in=0.0, usd_per_mtok_out=0.0)
+    config = Config(small=small, memory=MemoryConfig(enabled=False))
     return TimedSession(config, backends={"small": backend}, store=Store(data_dir / "history.db"))
 
 
