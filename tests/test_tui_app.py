@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
-from textual.widgets import Collapsible, Input, Markdown
+from textual.widgets import Collapsible, Input, Markdown, OptionList
 
 from slmchat.engine.session import Session
 from slmchat.faces.tui.app import SlmchatApp
@@ -419,3 +420,53 @@ def test_f5_compares_on_the_other_tier_and_keeping_the_rerun_replaces_the_answer
         assert app.session.history[-1].content == "Blue light scatters most."
 
     drive(scripted(tmp_path, ["Rayleigh."], ["Blue light scatters most."]), scenario)
+
+
+@pytest.mark.memory
+def test_memory_recalled_for_a_turn_shows_in_the_log_and_the_inspector(tmp_path: Path) -> None:
+    from slmchat.infra.config import MemoryConfig
+    from slmchat.memory.manager import Memory
+
+    memory = Memory(MemoryConfig(path=tmp_path / "mem", extract=False))
+
+    async def scenario(app: SlmchatApp, pilot: Pilot[Any]) -> None:
+        await pilot.click("#prompt")
+        await pilot.press(*"/remember I prefer metric units", "enter")
+        await until(pilot, lambda: any("remembered:" in str(m.render()) for m in app.query(Marker)), timeout=60)
+        block = await ask(app, pilot, "Which units do I prefer?")
+        assert any(str(m.render()).startswith("recalled 1 memory") for m in block.query(Marker))
+        assert block.view.recalled is not None
+        text = inspector_text(app)
+        assert "MEMORY" in text and "fact: I prefer metric units" in text
+        await until(pilot, lambda: block.view.saved is not None)  # the exchange is stored after the answer
+        assert "stored the exchange" in inspector_text(app)
+        await pilot.press("f9")
+        assert "memory off" in status_text(app)
+
+    drive(scripted(tmp_path, ["Metric."], memory=memory), scenario)
+
+
+def test_the_model_picker_lists_the_models_and_escape_keeps_the_current_one(tmp_path: Path) -> None:
+    from slmchat.faces.tui.dialogs import ModelPicker
+
+    async def scenario(app: SlmchatApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("ctrl+k")
+        await until(pilot, lambda: isinstance(app.screen, ModelPicker))
+        await pilot.pause(0.1)
+        options = app.screen.query_one("#models", OptionList)
+        names = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert any("llamacpp:smollm2" in name for name in names)  # the model that ships inside slmchat
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ModelPicker))
+        assert app.session is not None and app.session.model_name("small") == "scripted:small"
+
+    drive(scripted(tmp_path, ["ok"]), scenario)
+
+
+def test_the_command_palette_lists_the_actions_with_their_keys(tmp_path: Path) -> None:
+    async def scenario(app: SlmchatApp, pilot: Pilot[Any]) -> None:
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert "Next: large (f3)" in titles and "Compare (f5)" in titles and "/remember" not in titles
+        assert "/new" in titles and "/help" in titles  # slash commands without a required argument
+
+    drive(scripted(tmp_path, ["ok"]), scenario)
