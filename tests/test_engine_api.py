@@ -325,3 +325,18 @@ def test_escalated_is_importable_and_has_its_note() -> None:
     event = Escalated("repetition loop", "small", "large", "openai:big", Usage(1, 2))
     assert event_from_dict(event.to_dict()) == event
     assert event.note == "[repetition loop: answer redone on the large tier (openai:big)]"
+
+
+def test_importing_slmchat_is_cheap_until_a_name_is_used() -> None:
+    """`import slmchat` (the CLI, the app's first frame) does not build the engine, numpy or pydantic."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, slmchat\n"
+        "early = {'numpy', 'pydantic', 'slmchat.engine.session'} & set(sys.modules)\n"
+        "assert not early, early\n"
+        "from slmchat import Session, Token\n"
+        "assert Session.__name__ == 'Session' and 'slmchat.engine.session' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

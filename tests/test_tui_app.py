@@ -450,7 +450,7 @@ def test_the_model_picker_lists_the_models_and_escape_keeps_the_current_one(tmp_
     from slmchat.faces.tui.dialogs import ModelPicker
 
     async def scenario(app: SlmchatApp, pilot: Pilot[Any]) -> None:
-        await pilot.press("ctrl+k")
+        await pilot.press("ctrl+g")
         await until(pilot, lambda: isinstance(app.screen, ModelPicker))
         await pilot.pause(0.1)
         options = app.screen.query_one("#models", OptionList)

@@ -13,14 +13,17 @@ import asyncio
 import difflib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from slmchat.engine.session import Session
 from slmchat.infra import paths
 from slmchat.infra.errors import SlmchatError
 from slmchat.memory.manager import Memory
 from slmchat.memory.types import FactChange, Hit, MemoryItem
 from slmchat.routing import Route
 from slmchat.tools.prompt import compact_signature
+
+if TYPE_CHECKING:  # only annotations: the session's modules load in the thread that builds it
+    from slmchat.engine.session import Session
 
 #: /forget offers only memories at least this similar to the query
 FORGET_SIMILARITY = 0.3
@@ -140,7 +143,7 @@ def failure(kind: str, message: str, hint: str | None = None) -> CommandResult:
 
 # -- the commands -----------------------------------------------------------------------------
 
-Handler = Callable[[Session, str], Awaitable[CommandResult]]
+Handler = Callable[["Session", str], Awaitable[CommandResult]]
 
 
 async def show_help(session: Session, arg: str) -> Help:

@@ -24,7 +24,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from slmchat.engine.events import (
     ApprovalRequested,
@@ -36,10 +36,12 @@ from slmchat.engine.events import (
     TurnStats,
     event_from_dict,
 )
-from slmchat.engine.session import Session
 from slmchat.infra.backends.base import Message
 from slmchat.infra.errors import SlmchatError
 from slmchat.routing import Tier
+
+if TYPE_CHECKING:  # only annotations: the session's modules load in the thread that builds it
+    from slmchat.engine.session import Session
 
 Which = Literal["original", "rerun"]
 

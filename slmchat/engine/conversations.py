@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from slmchat.engine.events import Event, TurnDone, TurnStats, event_from_dict
-from slmchat.engine.session import Session
 from slmchat.engine.transcript import conversation_json, conversation_markdown, dumps
 from slmchat.infra import paths
 from slmchat.infra.errors import SlmchatError
+
+if TYPE_CHECKING:  # only annotations: the session's modules load in the thread that builds it
+    from slmchat.engine.session import Session
 
 #: titles longer than this are cut: a title is a line in a list, not a summary
 TITLE_MAX_CHARS = 80

@@ -12,9 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any, Self
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Self
 
 from slmchat.accounting.pricing import TurnCost, call_costs, price_for, total_cost
 from slmchat.engine.answering import Answering
@@ -45,6 +43,9 @@ from slmchat.routing.budget import BudgetUse, budget_block, budget_use
 from slmchat.tools.agent import AgentSettings, CircuitBreaker
 from slmchat.tools.approval import ApprovalDesk, ApprovalPolicy
 from slmchat.tools.registry import Toolbox, load_tools
+
+if TYPE_CHECKING:  # only annotations: numpy loads when the router or the embedder first needs it
+    import numpy as np
 
 LATENCY_COLUMNS = ("ttft_ms", "total_ms", "tokens_per_s")
 

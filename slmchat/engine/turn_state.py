@@ -5,14 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from slmchat.accounting.pricing import TurnCost
 from slmchat.engine.events import Latency, TurnStats, TurnStatus
 from slmchat.infra.backends.base import StreamEnd, Usage
 from slmchat.routing import RouteDecision, Tier
+
+if TYPE_CHECKING:  # only annotations: numpy loads when the router or the embedder first needs it
+    import numpy as np
 
 
 @dataclass(frozen=True)

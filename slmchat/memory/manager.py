@@ -10,13 +10,14 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from slmchat.infra.config import MemoryConfig
 from slmchat.infra.errors import SlmchatError
 from slmchat.memory.types import FactChange, Hit, MemoryUnavailable, Recalled
+
+if TYPE_CHECKING:  # only annotations: numpy loads when the router or the embedder first needs it
+    import numpy as np
 
 RECALL_HEADER = "What you know from earlier conversations with the user (use it when it is relevant):"
 EXCHANGE_CHARS = 600  # a stored exchange is cut to this many characters

@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from contextlib import aclosing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -49,7 +50,6 @@ from slmchat.engine.events import (
     TurnDone,
     TurnFailed,
 )
-from slmchat.engine.session import Session
 from slmchat.engine.transcript import stats_line
 from slmchat.faces.tui.chat_log import ChatLog, TurnBlock
 from slmchat.faces.tui.compare import CompareOutcome, CompareScreen
@@ -62,6 +62,9 @@ from slmchat.faces.tui.turn_view import SessionTotals, TurnView
 from slmchat.infra.config import Config
 from slmchat.infra.errors import SlmchatError
 from slmchat.routing import Route
+
+if TYPE_CHECKING:  # only annotations: the session's modules load in the thread that builds it
+    from slmchat.engine.session import Session
 
 INSPECTOR_MIN_WIDTH = 100  # narrower terminals start with the inspector hidden (Ctrl-B shows it)
 LIVE_REDRAW_S = 0.25  # the inspector redraws at most this often while tokens stream
@@ -80,7 +83,7 @@ KEYS = [
     Binding("ctrl+n", "new_chat", "New", id="new_chat"),
     Binding("ctrl+o", "conversations", "Chats", id="conversations"),
     Binding("ctrl+b", "toggle_inspector", "Inspector", id="toggle_inspector"),
-    Binding("ctrl+k", "pick_model", "Model", id="pick_model", show=False),
+    Binding("ctrl+g", "pick_model", "Model", id="pick_model", show=False),
     Binding("ctrl+t", "change_theme", "Theme", id="change_theme", show=False),
     Binding("ctrl+y", "copy_code", "Copy code", id="copy_code", show=False),
     Binding("alt+up", "select_turn(-1)", "Earlier turn", id="earlier_turn", show=False),
@@ -143,7 +146,7 @@ class SlmchatApp(App[None]):
         self.query_one(Inspector).display = wide if self._show_inspector is None else self._show_inspector
         self.query_one(ChatLog).anchor()
         self.query_one("#prompt", Input).focus()
-        self.start_session()
+        self.call_after_refresh(self.start_session)  # the first frame is drawn before the session's imports start
 
     def _remember_theme(self, theme: Theme) -> None:
         """A theme picked in the app is the next start's theme (the start-up one is never written back)."""

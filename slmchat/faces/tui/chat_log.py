@@ -14,6 +14,7 @@ from rich.text import Text
 from textual.containers import Vertical, VerticalScroll
 from textual.events import Click
 from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import Collapsible, Markdown, Static
 from textual.widgets._markdown import MarkdownFence, MarkdownStream
 
@@ -35,6 +36,9 @@ from slmchat.faces.tui.plain import plain
 from slmchat.faces.tui.turn_view import TurnView
 from slmchat.tools.prompt import call_text
 
+#: tokens are joined and appended to the answer at most this often: each append costs a Markdown
+#: parse and a layout of the whole log, which a per-token append cannot keep up with
+STREAM_FLUSH_S = 1 / 30
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
@@ -80,6 +84,8 @@ class TurnBlock(Vertical, can_focus=True):
         self.view = view
         self.answer = Markdown("", classes="answer")
         self.stream: MarkdownStream | None = None
+        self._pending: list[str] = []  # tokens not yet appended to the answer
+        self._flush_timer: Timer | None = None
         self.footer = Static("", classes="stats", markup=False)
         self._tools: list[ToolBlock] = []
 
@@ -110,7 +116,20 @@ class TurnBlock(Vertical, can_focus=True):
             await self.mount(old, before=self.answer)
         await self.answer.update(plain(text))
 
+    async def _flush(self) -> None:
+        """Append the tokens that came since the last flush as one piece (one Markdown update, one layout)."""
+        self._flush_timer = None
+        if not self._pending:
+            return
+        if self.stream is None:
+            self.stream = Markdown.get_stream(self.answer)
+        text, self._pending = "".join(self._pending), []
+        await self.stream.write(text)
+
     async def close_stream(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+        await self._flush()
         if self.stream is not None:
             await self.stream.stop()
             self.stream = None
@@ -118,9 +137,9 @@ class TurnBlock(Vertical, can_focus=True):
     async def show(self, event: Event) -> None:
         """Draw one event of this turn (the view has already taken it)."""
         if isinstance(event, Token):
-            if self.stream is None:
-                self.stream = Markdown.get_stream(self.answer)
-            await self.stream.write(plain(event.text))
+            self._pending.append(plain(event.text))
+            if self._flush_timer is None:
+                self._flush_timer = self.set_timer(STREAM_FLUSH_S, self._flush)
         elif isinstance(event, AnswerReset):
             replaced = self.view.replaced[-1] if event.reason == "escalated" and self.view.replaced else None
             await self._restart_answer(event.text, replaced)

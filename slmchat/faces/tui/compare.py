@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -24,10 +24,12 @@ from textual.worker import Worker
 
 from slmchat.engine.compare import Comparison, Side, Which, compare, keep
 from slmchat.engine.events import AnswerReset, RouteDecided, Token, TurnDone, TurnFailed, TurnStats
-from slmchat.engine.session import Session
 from slmchat.engine.transcript import usd
 from slmchat.faces.tui.plain import plain
 from slmchat.infra.errors import SlmchatError
+
+if TYPE_CHECKING:  # only annotations: the session's modules load in the thread that builds it
+    from slmchat.engine.session import Session
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from rich.text import Text
 from textual import on, work
@@ -32,8 +32,10 @@ from slmchat.engine.conversations import (
     list_conversations,
     rename,
 )
-from slmchat.engine.session import Session
 from slmchat.infra.errors import SlmchatError
+
+if TYPE_CHECKING:  # only annotations: the session's modules load in the thread that builds it
+    from slmchat.engine.session import Session
 
 T = TypeVar("T")
 

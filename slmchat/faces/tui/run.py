@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from slmchat.engine.session import Session
 from slmchat.infra import paths
 from slmchat.infra.config import load_config
+
+if TYPE_CHECKING:  # only annotations: the session's modules load in the thread that builds it
+    from slmchat.engine.session import Session
 
 
 def debug_log_file() -> Path:
