@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -256,6 +256,15 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool
             return True
         time.sleep(interval)
     return False
+
+
+async def until(pilot: Any, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Let a Textual app under Pilot run until ``condition`` holds (no fixed sleeps); fail after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the app did not get there in time")
+        await pilot.pause(0.02)
 
 
 @contextmanager

@@ -25,17 +25,9 @@ from slmchat.infra.config import Config, TuiConfig
 from slmchat.infra.store import Store
 from slmchat.testing import Reply, scripted_session
 from slmchat.tools import Toolbox, tool
+from tests.helpers import until
 
 LOOP = ["Paris is ", *["la Femme, "] * 60]  # a repetition loop: the engine escalates it
-
-
-async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Let the app run until ``condition`` holds (no fixed sleeps); fail after ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("the app did not get there in time")
-        await pilot.pause(0.02)
 
 
 def drive(

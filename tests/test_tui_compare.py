@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 from textual.app import App
-from textual.pilot import Pilot
 from textual.widgets import Markdown, Static
 
 from slmchat import Session, SlmchatError, TurnDone
 from slmchat.faces.tui.compare import CompareOutcome, CompareScreen
 from slmchat.infra.backends.base import Message
 from slmchat.testing import ScriptedBackend, scripted_session
+from tests.helpers import until
 
 QUESTION = "Why is the sky [bold]blue[/bold]?"
 SMALL = "Rayleigh, [red]roughly[/red]."
@@ -30,14 +29,6 @@ class Host(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(CompareScreen(self.session), self.outcomes.append)
-
-
-async def _until(pilot: Pilot[None], condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Let the app run until ``condition`` holds (fails the test after ``timeout`` seconds)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "the condition never held"
-        await pilot.pause(0.02)
 
 
 async def _first_turn(session: Session) -> TurnDone:
@@ -58,7 +49,7 @@ def test_the_rerun_streams_beside_the_original_and_2_keeps_it(tmp_path: Path) ->
             async with app.run_test(size=(80, 24)) as pilot:
                 screen = app.screen
                 assert isinstance(screen, CompareScreen)
-                await _until(pilot, lambda: screen.comparison is not None)
+                await until(pilot, lambda: screen.comparison is not None)
 
                 assert screen.rerun_text == LARGE
                 assert screen.query_one("#original-answer", Markdown).source == SMALL
@@ -70,7 +61,7 @@ def test_the_rerun_streams_beside_the_original_and_2_keeps_it(tmp_path: Path) ->
                 assert rerun_figures[1].startswith("$? · ")  # the scripted model has no price: never $0
                 assert rerun_figures[2].startswith("ttft ") and rerun_figures[2].endswith(" tok/s")
                 await pilot.press("2")
-                await _until(pilot, lambda: bool(app.outcomes))
+                await until(pilot, lambda: bool(app.outcomes))
 
             outcome = app.outcomes[0]
             assert outcome is not None
@@ -94,9 +85,9 @@ def test_1_keeps_the_original_and_says_small_was_enough(tmp_path: Path) -> None:
             async with app.run_test(size=(80, 24)) as pilot:
                 screen = app.screen
                 assert isinstance(screen, CompareScreen)
-                await _until(pilot, lambda: screen.comparison is not None)
+                await until(pilot, lambda: screen.comparison is not None)
                 await pilot.press("left")
-                await _until(pilot, lambda: bool(app.outcomes))
+                await until(pilot, lambda: bool(app.outcomes))
 
             outcome = app.outcomes[0]
             assert outcome is not None and (outcome.kept, outcome.answer) == ("original", SMALL)
@@ -118,9 +109,9 @@ def test_escape_while_streaming_cancels_the_rerun_and_keeps_the_original(tmp_pat
             async with app.run_test(size=(80, 24)) as pilot:
                 screen = app.screen
                 assert isinstance(screen, CompareScreen)
-                await _until(pilot, lambda: bool(screen.rerun_text))
+                await until(pilot, lambda: bool(screen.rerun_text))
                 await pilot.press("escape")
-                await _until(pilot, lambda: bool(app.outcomes))
+                await until(pilot, lambda: bool(app.outcomes))
 
             assert app.outcomes == [None]
             assert 0 < len(screen.rerun_text) < len(LARGE * 8)
@@ -140,13 +131,13 @@ def test_an_error_is_one_line_and_nothing_can_be_kept(tmp_path: Path) -> None:
             async with app.run_test(size=(80, 24)) as pilot:
                 screen = app.screen
                 assert isinstance(screen, CompareScreen)
-                await _until(pilot, lambda: screen.error is not None)
+                await until(pilot, lambda: screen.error is not None)
                 assert screen.error == "there is no large tier to compare with (set [large] model in the config file)"
                 assert _text(screen, "#compare-status") == screen.error
                 await pilot.press("2")
                 assert screen.error == "there is no rerun to keep: Esc closes and keeps the original"
                 await pilot.press("escape")
-                await _until(pilot, lambda: bool(app.outcomes))
+                await until(pilot, lambda: bool(app.outcomes))
             assert app.outcomes == [None]
 
     asyncio.run(scenario())
@@ -161,12 +152,12 @@ def test_a_failed_rerun_is_one_line_and_the_original_stands(tmp_path: Path) -> N
             async with app.run_test(size=(80, 24)) as pilot:
                 screen = app.screen
                 assert isinstance(screen, CompareScreen)
-                await _until(pilot, lambda: screen.error is not None)
+                await until(pilot, lambda: screen.error is not None)
                 assert screen.error == "the rerun failed: the large server went away (start it again)"
                 await pilot.press("2")
                 assert screen.error == "there is no rerun to keep: Esc closes and keeps the original"
                 await pilot.press("escape")
-                await _until(pilot, lambda: bool(app.outcomes))
+                await until(pilot, lambda: bool(app.outcomes))
             assert app.outcomes == [None]
             assert session.history == [Message("user", QUESTION), Message("assistant", SMALL)]
 

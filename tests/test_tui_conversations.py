@@ -27,6 +27,7 @@ from slmchat.faces.tui.conversations import (
 )
 from slmchat.infra import paths
 from slmchat.testing import scripted_session
+from tests.helpers import until
 
 
 class Host(App[None]):
@@ -63,15 +64,6 @@ def lines(widget: Widget) -> list[str]:
 
 def message(app: App[None]) -> str:
     return lines(app.screen.query_one("#message"))[0].strip()
-
-
-async def until(pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Let the app run until ``predicate()`` holds (its store work runs in threads)."""
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("the screen never got there")
 
 
 def run(session: Session, scenario: Callable[[Host, Pilot[None]], Awaitable[None]]) -> Host:

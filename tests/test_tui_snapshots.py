@@ -30,7 +30,8 @@ from slmchat.infra.config import Config
 from slmchat.infra.store import Store
 from slmchat.testing import ScriptedBackend, scripted_session
 from slmchat.tools import Toolbox, tool
-from tests.test_tui_app import LOOP, until
+from tests.helpers import until
+from tests.test_tui_app import LOOP
 
 ANSWER = (
     "Paris is the capital of France.\n\nA few facts:\n\n- population about **2.1 million**\n"
