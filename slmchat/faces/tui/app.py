@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.theme import Theme
@@ -37,7 +36,6 @@ from slmchat.engine.commands import (
     parse_command,
     run_command,
 )
-from slmchat.engine.conversations import resume
 from slmchat.engine.events import (
     SESSION_EVENTS,
     ApprovalRequested,
@@ -50,12 +48,11 @@ from slmchat.engine.events import (
     TurnDone,
     TurnFailed,
 )
-from slmchat.engine.transcript import stats_line
+from slmchat.faces.tui.actions import KeyActions
 from slmchat.faces.tui.chat_log import ChatLog, TurnBlock
-from slmchat.faces.tui.compare import CompareOutcome, CompareScreen
-from slmchat.faces.tui.conversations import ConversationAction, ConversationsScreen
-from slmchat.faces.tui.dialogs import ApprovalScreen, ConfirmScreen, ModelPicker
+from slmchat.faces.tui.dialogs import ApprovalScreen, ConfirmScreen
 from slmchat.faces.tui.inspector import Inspector
+from slmchat.faces.tui.keys import KEYS, palette
 from slmchat.faces.tui.plain import plain
 from slmchat.faces.tui.themes import pick_theme, register_themes, save_theme_choice
 from slmchat.faces.tui.turn_view import SessionTotals, TurnView
@@ -68,31 +65,9 @@ if TYPE_CHECKING:  # only annotations: the session's modules load in the thread 
 
 INSPECTOR_MIN_WIDTH = 100  # narrower terminals start with the inspector hidden (Ctrl-B shows it)
 LIVE_REDRAW_S = 0.25  # the inspector redraws at most this often while tokens stream
-ROUTES = (Route.AUTO, Route.SMALL, Route.LARGE)
-
-#: every key of the app; ``id`` is the name to remap it under ``[tui.keys]`` in the config
-KEYS = [
-    Binding("f2", "next_route('small')", "Next: small", id="force_small"),
-    Binding("f3", "next_route('large')", "Next: large", id="force_large"),
-    Binding("f4", "cycle_route", "Route", id="cycle_route"),
-    Binding("f5", "compare", "Compare", id="compare"),
-    Binding("f6", "judge(True)", "Good", id="good"),
-    Binding("f7", "judge(False)", "Bad", id="bad"),
-    Binding("f8", "toggle_tools", "Tools", id="toggle_tools", show=False),
-    Binding("f9", "toggle_memory", "Memory", id="toggle_memory", show=False),
-    Binding("ctrl+n", "new_chat", "New", id="new_chat"),
-    Binding("ctrl+o", "conversations", "Chats", id="conversations"),
-    Binding("ctrl+b", "toggle_inspector", "Inspector", id="toggle_inspector"),
-    Binding("ctrl+g", "pick_model", "Model", id="pick_model", show=False),
-    Binding("ctrl+t", "change_theme", "Theme", id="change_theme", show=False),
-    Binding("ctrl+y", "copy_code", "Copy code", id="copy_code", show=False),
-    Binding("alt+up", "select_turn(-1)", "Earlier turn", id="earlier_turn", show=False),
-    Binding("alt+down", "select_turn(1)", "Later turn", id="later_turn", show=False),
-    Binding("escape", "cancel", "Stop", id="cancel"),
-]
 
 
-class SlmchatApp(App[None]):
+class SlmchatApp(KeyActions, App[None]):
     """The chat. ``open_session`` builds the session (in a thread); ``debug_log`` gets tracebacks."""
 
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere keep the stylesheet
@@ -353,209 +328,7 @@ class SlmchatApp(App[None]):
         if self.session is not None:
             self.session.approve(request.request_id, bool(allowed))
 
-    # -- actions (keys, command palette) -------------------------------------------------------------
-
-    def action_cancel(self) -> None:
-        """Stop the answer that is streaming (its partial answer is kept)."""
-        if self.session is not None and self.live is not None:
-            self.session.cancel()
-
-    def action_next_route(self, tier: str) -> None:
-        """Send only the next turn to ``tier``, whatever the router says."""
-        self.next_route = Route(tier)
-        self.refresh_status()
-        self.notify(f"next turn goes to the {tier} tier", timeout=2)
-
-    def action_cycle_route(self) -> None:
-        """The route for every following turn: auto, then small, then large."""
-        if self.session is None:
-            return
-        self.session.route = ROUTES[(ROUTES.index(self.session.route) + 1) % len(ROUTES)]
-        self.refresh_status()
-
-    async def action_judge(self, good: bool) -> None:
-        """Good or bad for the selected turn (default: the last); calibration learns from it."""
-        if self.session is None:
-            return
-        turn_id = self.selected.view.turn_id if self.selected is not None else None
-        try:
-            judged = self.session.feedback(good, turn_id)
-        except SlmchatError as exc:
-            await self.note(f"error: {exc.message}" + (f" — fix: {exc.hint}" if exc.hint else ""), "error")
-            return
-        self.notify(f"turn {judged} noted as {'good' if good else 'bad'}", timeout=2)
-
-    def action_toggle_tools(self) -> None:
-        if self.session is not None:
-            self.session.use_tools = not self.session.use_tools
-            self.refresh_status()
-
-    def action_toggle_memory(self) -> None:
-        if self.session is not None and self.session.memory is not None:
-            self.session.use_memory = not self.session.use_memory
-            self.refresh_status()
-        elif self.session is not None:
-            self.notify("memory is off in the config ([memory] enabled = false)", severity="warning")
-
-    async def action_new_chat(self) -> None:
-        if self.session is None or self.live is not None:
-            return
-        self.session.new_conversation()
-        await self.clear_log()
-        self.notify("new conversation", timeout=2)
-
-    async def clear_log(self) -> None:
-        log = self.query_one(ChatLog)
-        await log.remove_children()
-        self.totals.clear()
-        self.selected = None
-        self.redraw_inspector()
-
-    def action_toggle_inspector(self) -> None:
-        inspector = self.query_one(Inspector)
-        inspector.display = not inspector.display
-        self.redraw_inspector()
-
-    def action_select_turn(self, step: int) -> None:
-        """Step the inspector through earlier turns (Alt-Up, Alt-Down)."""
-        blocks = self.query_one(ChatLog).blocks()
-        if not blocks:
-            return
-        current = blocks.index(self.selected) if self.selected in blocks else len(blocks) - 1
-        index = max(0, min(len(blocks) - 1, current + step))
-        blocks[index].focus()
-        blocks[index].scroll_visible()
-
-    def action_copy_code(self) -> None:
-        blocks = self.query_one(ChatLog).blocks()
-        block = self.selected or (blocks[-1] if blocks else None)
-        if block is not None and block.copy_code() is not None:
-            self.notify("copied the last code block (or the answer)", timeout=2)
-
-    @work(group="models", exclusive=True)
-    async def action_pick_model(self) -> None:
-        """Choose the small tier's model from what ``slmchat models`` lists."""
-        if self.session is None:
-            return
-        from slmchat.engine.models import list_models
-
-        session = self.session
-        current = {tier: session.model_name(tier) for tier in ("small", "large")}
-        listing = await asyncio.to_thread(list_models, self.config, current=current, ollama_timeout_s=1.0)
-        name = await self.push_screen_wait(ModelPicker(listing.backends, current["small"]))
-        if name:
-            result = await run_command(session, Command(next(s for s in _commands() if s.name == "model"), name))
-            await self.show_result(result)
-
-    async def action_compare(self) -> None:
-        """Ask the last question again on the other tier, side by side; keep the better answer."""
-        if self.session is None or self.live is not None or isinstance(self.screen, CompareScreen):
-            return
-        blocks = self.query_one(ChatLog).blocks()
-        view = blocks[-1].view if blocks else None
-        screen = CompareScreen(
-            self.session,
-            question=view.text if view else None,
-            original_answer=view.answer if view and view.stats else None,
-            original_stats=view.stats if view else None,
-        )
-        self.push_screen(screen, lambda outcome: self.compared(screen, outcome))
-
-    def compared(self, screen: CompareScreen, outcome: CompareOutcome | None) -> None:
-        if screen.rerun_stats is not None:
-            self.totals.add(screen.rerun_stats)  # the rerun was paid for, kept or not
-        if outcome is not None and outcome.kept == "rerun":
-            self.run_worker(self.show_kept(outcome), group="turn", exclusive=True)
-        elif outcome is not None:
-            self.notify(f"kept the {outcome.tier} answer (noted for calibration)", timeout=2)
-        self.refresh_status()
-        self.redraw_inspector()
-
-    async def show_kept(self, outcome: CompareOutcome) -> None:
-        """The rerun now stands: its answer, figures and turn id replace the original's in the log."""
-        blocks = reversed(self.query_one(ChatLog).blocks())
-        block = next((b for b in blocks if b.view.turn_id == outcome.replaces), None)
-        if block is None:
-            return
-        await block.close_stream()
-        await block.answer.update(plain(outcome.answer))
-        block.view.answer, block.view.stats = outcome.answer, outcome.stats  # turn_id follows stats (F6/F7 judge it)
-        if outcome.stats is not None:
-            block.footer.update(Text(plain(stats_line(outcome.stats)) + " · kept after compare"))
-        self.redraw_inspector()
-
-    async def action_conversations(self) -> None:
-        """The stored conversations: resume, rename, delete, export."""
-        if self.session is None or self.live is not None:
-            return  # not during a turn: resuming would switch the conversation under it
-        self.push_screen(ConversationsScreen(self.session), self.conversation_chosen)
-
-    def conversation_chosen(self, result: ConversationAction | None) -> None:
-        if result is None:
-            return
-        if result.action == "new":  # the open conversation was deleted; the session already started a new one
-            self.run_worker(self.clear_log(), group="turn", exclusive=True)
-            self.notify("the open conversation was deleted: new conversation", timeout=3)
-        else:
-            self.resume_conversation(result.conversation_id)
-
-    @work(group="turn", exclusive=True)
-    async def resume_conversation(self, cid: str) -> None:
-        """Switch to a stored conversation and redraw its turns from their stored events."""
-        assert self.session is not None
-        try:
-            turns = await asyncio.to_thread(resume, self.session, cid)
-        except SlmchatError as exc:
-            await self.note(f"error: {exc.message}" + (f" — fix: {exc.hint}" if exc.hint else ""), "error")
-            return
-        await self.clear_log()
-        log = self.query_one(ChatLog)
-        for turn in turns:
-            view = TurnView(turn.user_text)
-            block = await log.add_turn(view)
-            for event in turn.events:
-                view.apply(event)  # no destination badge: the tier's server may have changed since
-                if not isinstance(event, Token):  # TurnDone sets the whole answer at once: no token replay
-                    await block.show(event)
-            if turn.stats is not None:
-                self.totals.add(turn.stats)
-        log.scroll_end(animate=False)
-        self.refresh_status()
-        self.redraw_inspector()
-
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The command palette (Ctrl-P): every key's action, and every slash command."""
+        """The command palette (Ctrl-P): Textual's own commands, every key's action, every slash command."""
         yield from super().get_system_commands(screen)
-        for binding in KEYS:
-            key = self.get_key_display(binding)
-            yield SystemCommand(f"{binding.description} ({key})", _doc(self, binding.action), _runner(self, binding))
-        for spec in _commands():
-            if spec.run is not None and not spec.required:
-                yield SystemCommand(f"/{spec.name}", spec.help, _slash(self, f"/{spec.name}"))
-
-
-def _commands():  # type: ignore[no-untyped-def]
-    from slmchat.engine.commands import COMMANDS
-
-    return COMMANDS
-
-
-def _doc(app: App[None], action: str) -> str:
-    method = getattr(app, f"action_{action.split('(')[0]}", None)
-    doc = (method.__doc__ or "").strip().splitlines() if method else []
-    return doc[0] if doc else action
-
-
-def _runner(app: App[None], binding: Binding) -> Callable[[], object]:
-    return lambda: app.run_action(binding.action)
-
-
-def _slash(app: SlmchatApp, line: str) -> Callable[[], object]:
-    async def run() -> None:
-        await app.ready.wait()
-        assert app.session is not None
-        parsed = parse_command(line)
-        if isinstance(parsed, Command):
-            await app.show_result(await run_command(app.session, parsed))
-
-    return run
+        yield from palette(self)

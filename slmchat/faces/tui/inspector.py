@@ -7,6 +7,8 @@ said in words, so the panel reads the same without colour.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
@@ -14,7 +16,9 @@ from textual.widgets import Static
 from slmchat.engine.transcript import usd
 from slmchat.faces.tui.plain import plain
 from slmchat.faces.tui.turn_view import SessionTotals, TurnView
-from slmchat.routing.budget import BudgetUse
+
+if TYPE_CHECKING:  # the session hands these over (Session.budget); the face does not compute them
+    from slmchat.routing.budget import BudgetUse
 
 BAR = 16  # characters in the score bar
 CHART_TURNS = 8  # turns in the session chart
