@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -340,3 +341,21 @@ def test_importing_slmchat_is_cheap_until_a_name_is_used() -> None:
         "assert Session.__name__ == 'Session' and 'slmchat.engine.session' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_leaving_a_turn_at_its_first_event_closes_it(tmp_path: Path) -> None:
+    """A face that stops reading right after RouteDecided (Esc at once) leaves no turn running."""
+
+    async def scenario() -> None:
+        async with scripted_session(["Paris."], data_dir=tmp_path) as session:
+            stream = session.turn("Capital of France?")
+            first = await stream.__anext__()
+            assert isinstance(first, RouteDecided) and session.turn_running
+            await stream.aclose()
+            assert not session.turn_running and session.status == "idle"
+            rows = session.store.turns(session.conversation_id)
+            assert [(r["status"], r["answer"]) for r in rows] == [("interrupted", "")]
+            again = [event async for event in session.turn("again")]
+            assert isinstance(again[-1], TurnDone) and again[-1].stats.answer == "Paris."
+
+    asyncio.run(scenario())

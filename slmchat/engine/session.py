@@ -214,9 +214,9 @@ class Session(Answering, EventChannel, SyncCalls):
             text, decision, started, embedding=embedding, ran_on=decision.tier, system=self.config.system_prompt
         )
         self._turn_running, self._side, self.status = True, [], "thinking"
-        yield self._emit(turn, RouteDecided(decision))
         remembering = self.memory is not None and (self.use_memory if memory is None else memory)
         try:
+            yield self._emit(turn, RouteDecided(decision))  # inside: a consumer that leaves here still closes the turn
             if remembering and (recalled := await self._recall(turn)) is not None:
                 yield self._emit(turn, recalled)
             # choosing the relevant tools embeds their descriptions once: off the loop
