@@ -100,6 +100,19 @@ def _version() -> str:
         return "0.0.0+source"
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext slmchat``: the ``%%slm`` and ``%slm`` magics (IPython is imported only then)."""
+    from slmchat.faces.notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from slmchat.faces.notebook import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 def __getattr__(name: str) -> Any:
     if name == "__version__":
         value: Any = _version()

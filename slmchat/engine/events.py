@@ -86,6 +86,14 @@ class TurnStats:
     def from_dict(cls, data: dict[str, Any]) -> TurnStats:
         return decode(cls, data)
 
+    def _repr_markdown_(self) -> str:
+        """In a notebook, ``session.ask(...)`` shows the answer and the footer a ``%%slm`` cell shows."""
+        from html import escape
+
+        from slmchat.engine.transcript import footer_line
+
+        return f"{self.answer}\n\n<sub>{escape(footer_line(self))}</sub>"
+
 
 @dataclass(frozen=True)
 class RouteDecided(Event):

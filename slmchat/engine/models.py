@@ -103,6 +103,14 @@ class _Group:
         return BackendModels(self.backend, self.where, self.status, tuple(self.models), self.reason, self.hint)
 
 
+def model_name(text: str) -> str:
+    """``backend:model`` from what a user typed: ``ollama/llama3.2:3b`` works too (Ollama tags have a colon)."""
+    head, sep, rest = text.partition("/")
+    if sep and ":" not in head and head in BACKENDS:
+        return f"{head}:{rest}"
+    return text
+
+
 def list_models(
     config: Config | None = None,
     *,

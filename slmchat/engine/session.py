@@ -263,6 +263,11 @@ class Session(Answering, EventChannel, SyncCalls):
 
         return await self._save(turn, "failed", message, lambda tid, _stats: failed(tid))
 
+    async def preview_route(self, text: str, route: Route | str | None = None) -> RouteDecision:
+        """Where ``text`` would run now and why, without running it (a notebook's ``--dry-run``)."""
+        decision, _embedding = await asyncio.to_thread(self._route, text, Route(route) if route else self.route)
+        return decision
+
     def _route(self, text: str, route: Route) -> tuple[RouteDecision, np.ndarray | None]:
         """Score the request (one embedding per turn, kept for memory) and decide the tier (off the loop)."""
         models = {t: self.model_name(t) for t in ("small", "large")}

@@ -145,6 +145,10 @@ class SyncCalls:
         self._bridge().run(self.settle())
         return last.stats
 
+    def call(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run one of the session's coroutines (a command, ``preview_route``) from sync code, on its loop."""
+        return self._bridge().run(work)
+
     def close(self) -> None:
         """``aclose`` from sync code (with or without a running loop in this thread)."""
         if self._closed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -114,6 +115,25 @@ def stats_line(stats: Any) -> str:
     return " · ".join(parts)
 
 
+def route_line(decision: Any) -> str:
+    """Score against threshold and the reason: ``score 0.19 < 0.28 (small: simple request)``."""
+    if decision.score is None or decision.threshold is None or "score" in decision.reason:
+        return decision.reason  # the router's own reasons already give the comparison
+    side = "≥" if decision.score >= decision.threshold else "<"
+    return f"score {decision.score:.2f} {side} {decision.threshold:.2f}: {decision.reason}"
+
+
+def footer_line(stats: Any, where: str | None = None) -> str:
+    """The figures of a finished turn, then where it went and why (a notebook cell's footer)."""
+    parts = [stats_line(stats)]
+    if where:
+        parts.append(where)
+    if stats.escalation:
+        parts.append(f"escalated: {stats.escalation}")
+    parts.append(route_line(stats.route))
+    return " · ".join(parts)
+
+
 def tool_line(event: Any) -> str | None:
     """The line faces show for a tool event (None for other events)."""
     from slmchat.tools.prompt import call_text
@@ -129,6 +149,14 @@ def tool_line(event: Any) -> str | None:
     if kind == "recovery":
         return f"[recovery {event.template}: {event.message}]"
     return None
+
+
+FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def code_blocks(markdown: str) -> list[str]:
+    """The fenced code blocks of an answer, in order (what a face copies or puts in a new cell)."""
+    return [block.rstrip("\n") for block in FENCE.findall(markdown)]
 
 
 def dumps(data: Any) -> str:

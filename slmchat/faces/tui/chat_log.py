@@ -8,8 +8,6 @@ model and stored text passes through ``plain`` and is drawn as data, never as ma
 
 from __future__ import annotations
 
-import re
-
 from rich.text import Text
 from textual.containers import Vertical, VerticalScroll
 from textual.events import Click
@@ -31,7 +29,7 @@ from slmchat.engine.events import (
     TurnDone,
     TurnFailed,
 )
-from slmchat.engine.transcript import stats_line
+from slmchat.engine.transcript import code_blocks, stats_line
 from slmchat.faces.tui.plain import plain
 from slmchat.faces.tui.turn_view import TurnView
 from slmchat.tools.prompt import call_text
@@ -39,14 +37,6 @@ from slmchat.tools.prompt import call_text
 #: tokens are joined and appended to the answer at most this often: each append costs a Markdown
 #: parse and a layout of the whole log, which a per-token append cannot keep up with
 STREAM_FLUSH_S = 1 / 30
-FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
-
-
-def code_blocks(markdown: str) -> list[str]:
-    """The fenced code blocks of an answer, in order (what the copy key copies)."""
-    return [block.rstrip("\n") for block in FENCE.findall(markdown)]
-
-
 class Marker(Static):
     """One line in the log: a recovery, an escalation, a compaction, a note or an error."""
 
