@@ -142,3 +142,30 @@ def test_turn_stats_render_themselves_in_a_notebook(tmp_path: Path) -> None:
         stats = session.ask("Capital of France?")
     shown = stats._repr_markdown_()
     assert shown.startswith("Paris.\n\n<sub>small · scripted:small") and "</sub>" in shown
+
+
+def test_json_format_parses_the_answer_into_a_variable(shell: InteractiveShell, tmp_path: Path) -> None:
+    magics(shell).use(scripted_session(['{"city": "Paris", "country": "France",'], data_dir=tmp_path))
+    captured = run(shell, "%%slm -f json -o ans\nCapital of France as JSON")
+    assert shell.user_ns["ans"] == {"city": "Paris", "country": "France"}  # the cut-off JSON repaired
+    assert captured.outputs[-1].data["application/json"] == {"city": "Paris", "country": "France"}
+
+
+def test_a_tool_that_needs_approval_runs_only_with_yes(shell: InteractiveShell, tmp_path: Path) -> None:
+    from slmchat.tools import Toolbox, tool
+
+    deleted: list[str] = []
+
+    @tool(requires_approval=True)
+    def delete_note(name: str) -> str:
+        """Delete the user's saved note with this name."""
+        deleted.append(name)
+        return f"deleted {name}"
+
+    call = '{"tool": "delete_note", "arguments": {"name": "old"}}'
+    magics(shell).use(scripted_session([call, "Done."], data_dir=tmp_path, tools=Toolbox().add(delete_note)))
+    text = run(shell, "%%slm\nDelete my old note").outputs[-1].data["text/markdown"]
+    assert deleted == [] and "asks for approval: rerun the cell with --yes" in text
+    magics(shell).use(scripted_session([call, "Done."], data_dir=tmp_path, tools=Toolbox().add(delete_note)))
+    run(shell, "%%slm --yes\nDelete my old note")
+    assert deleted == ["old"]
