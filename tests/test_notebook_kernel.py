@@ -96,6 +96,7 @@ class Kernel:
 
     client: Any
     replies: dict[int, dict[str, Any]] = field(default_factory=dict)
+    extension_loaded: bool = False
 
     def run(self, source: str, *, timeout: float = CELL_TIMEOUT, during: Callable[[Any], None] | None = None) -> Ran:
         """Execute ``source`` as a new code cell; ``during(cell)`` runs in a thread while it executes."""
@@ -217,4 +218,122 @@ def until(found: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.01)
 
 
-_ = re  # used by the magic's tests below
+# -- the magic ------------------------------------------------------------------------------------
+
+FOOTER = re.compile(r"<sub>(?P<tier>small|large) · (?P<model>\S+) · (?P<tokens>~?\d+→~?\d+) tok · .*tok/s.*</sub>")
+
+
+@pytest.fixture
+def kernel(module_kernel: Kernel) -> Kernel:
+    """The module's kernel with the extension loaded and a new conversation for this test."""
+    if not module_kernel.extension_loaded:
+        loaded = module_kernel.run("%load_ext slmchat")
+        assert loaded.status == "ok" and not loaded.outputs, loaded.outputs
+        module_kernel.extension_loaded = True
+    reset = module_kernel.run("%slm reset")
+    assert reset.stdout.startswith("new conversation"), reset.outputs
+    return module_kernel
+
+
+def test_a_cell_answers_with_a_footer_and_its_stats_in_the_metadata(kernel: Kernel) -> None:
+    ran = kernel.run("%%slm\nWhat is the capital of France?")
+
+    assert ran.status == "ok" and [o["output_type"] for o in ran.outputs] == ["display_data"]
+    answer, _, footer = ran.shown().partition("\n\n<sub>")
+    assert "Paris" in answer and "▌" not in answer  # the streaming cursor is gone once it is done
+    assert (found := FOOTER.search("<sub>" + footer)), footer
+    assert (found["tier"], found["model"]) == ("small", "llamacpp:smollm2")
+    stats = ran.stats()
+    assert stats["status"] == "ok" and stats["answer"] == answer
+    assert stats["route"]["tier"] == "small" and stats["route"]["model"] == "llamacpp:smollm2"
+    assert stats["route"]["score"] < stats["route"]["threshold"]
+    usage = stats["usage"]
+    assert found["tokens"] == f"{usage['prompt_tokens']}→{usage['completion_tokens']}"
+    assert usage["completion_tokens"] > 0 and stats["latency"]["tokens_per_s"] > 0
+    assert stats["cost"]["price_source"] == "local"
+
+
+def test_format_code_puts_the_code_in_the_next_cell(kernel: Kernel) -> None:
+    ran = kernel.run("%%slm -f code\nShow me Python code to print hello world.")
+
+    assert ran.status == "ok"
+    assert [p["source"] for p in ran.payload] == ["set_next_input"], ran.payload
+    assert "print(" in ran.payload[0]["text"] and "```" not in ran.payload[0]["text"]
+    assert ran.payload[0]["replace"] is False  # a new cell below, the magic's cell stays
+
+
+def test_output_sets_a_variable_the_next_cell_reads(kernel: Kernel) -> None:
+    ran = kernel.run("%%slm -o ans\nWhat is the capital of France?")
+    read = kernel.run("print(type(ans).__name__, 'Paris' in ans)")
+
+    assert ran.stats()["answer"] and read.stdout.split() == ["str", "True"]
+
+
+def test_a_second_cell_sees_the_first_ones_history(kernel: Kernel) -> None:
+    first = kernel.run("%%slm\nMy favourite colour is green.")
+    second = kernel.run("%%slm\nWhat is my favourite colour?")
+    alone = kernel.run("%%slm --no-history\nWhat is my favourite colour?")
+    listed = kernel.run("%slm history")
+
+    # the first exchange went to the model with the second question, and not without history
+    grown = second.stats()["usage"]["prompt_tokens"] - alone.stats()["usage"]["prompt_tokens"]
+    assert grown >= first.stats()["usage"]["completion_tokens"] + 5
+    assert second.stats()["conversation_id"] == first.stats()["conversation_id"]
+    lines = listed.stdout.splitlines()
+    assert lines[0] == "you: My favourite colour is green." and "you: What is my favourite colour?" in lines
+
+
+def test_the_large_tier_answers_through_a_real_server(kernel: Kernel, llama_server: str) -> None:
+    ran = kernel.run("%%slm -r large\nWhat is the capital of France?")
+
+    stats = ran.stats()
+    assert stats["route"]["tier"] == stats["answered_by"] == "large"
+    assert stats["route"]["model"] == "openai:smollm2-server" and stats["usage"]["completion_tokens"] > 0
+    assert stats["usage"]["estimated"]  # llama_cpp.server streams no usage: counted here, and the footer says ~
+    footer = FOOTER.search(ran.shown())
+    assert footer and footer["tier"] == "large" and footer["tokens"].startswith("~")
+    host = llama_server.removeprefix("http://").removesuffix("/v1")
+    assert f"local: {host}" in footer[0]  # the host the cell's prompt went to
+
+
+def test_a_bad_option_is_one_line_with_the_fix_and_no_model_call(kernel: Kernel) -> None:
+    ran = kernel.run("%%slm -r medium\nWhat is the capital of France?")
+
+    assert ran.status == "ok" and not any(o["output_type"] == "error" for o in ran.outputs)
+    error, fix = ran.stdout.strip().splitlines()
+    assert error.startswith("error:") and "medium" in error and fix.startswith("  fix:")
+    assert kernel.run("%slm history").stdout.startswith("conversation ")  # no exchange was stored
+
+
+def test_an_interrupt_mid_stream_keeps_the_partial_answer(tmp_path: Path, llama_server: str) -> None:
+    """Jupyter's stop button while a long answer streams: the cell shows what came, no traceback, and
+    the kernel's next cell runs."""
+    with running_kernel(tmp_path, CONFIG.format(small_tokens=400, large_url=llama_server)) as own:
+        own.run("%load_ext slmchat")
+
+        def interrupt_while_streaming(cell: Any) -> None:
+            until(lambda: len(streamed(cell)) > 20, 30)
+            own.interrupt()
+
+        ran = own.run("%%slm -r small\nWrite a long story about a dragon.", during=interrupt_while_streaming)
+        after = own.run("%slm history")
+        nxt = own.run("%%slm\nWhat is the capital of France?")
+
+    assert ran.status == "ok" and not any(o["output_type"] == "error" for o in ran.outputs)
+    shown = ran.shown()
+    assert "interrupted" in shown and "▌" not in shown
+    partial = shown.partition("\n\n*[interrupted")[0]
+    assert len(partial) > 20
+    history = after.stdout
+    assert "you: Write a long story about a dragon." in history
+    assert partial[:20] in history  # the partial answer is the turn's answer in the conversation
+    assert "Paris" in nxt.stats()["answer"]
+
+
+def streamed(cell: Any) -> str:
+    """The text of the cell's display so far (nbclient updates it in place as updates arrive)."""
+    for output in list(cell.outputs):
+        text = output.get("data", {}).get("text/markdown", "")
+        if text and text != "…":
+            return str(text)
+    return ""
