@@ -293,7 +293,7 @@ def test_the_large_tier_answers_through_a_real_server(kernel: Kernel, llama_serv
     footer = FOOTER.search(ran.shown())
     assert footer and footer["tier"] == "large" and footer["tokens"].startswith("~")
     host = llama_server.removeprefix("http://").removesuffix("/v1")
-    assert f"local: {host}" in footer[0]  # the host the cell's prompt went to
+    assert f"this machine ({host})" in footer[0]  # the server the cell's prompt went to, on this machine
 
 
 def test_a_bad_option_is_one_line_with_the_fix_and_no_model_call(kernel: Kernel) -> None:

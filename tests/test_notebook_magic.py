@@ -48,7 +48,7 @@ def test_a_cell_is_a_turn_with_the_answer_and_a_footer_and_its_stats_in_the_meta
     last = captured.outputs[-1]
     text = last.data["text/markdown"]
     assert text.startswith(ANSWER)
-    assert "small · scripted:small" in text and "tok/s" in text and "local: stays on this machine" in text
+    assert "small · scripted:small" in text and "tok/s" in text and " · stays on this machine · " in text
     assert "$?" in text  # a scripted model has no price: unknown, never $0
     stats = last.metadata["slmchat"]
     assert stats["route"]["tier"] == "small" and stats["usage"]["completion_tokens"] > 0
@@ -169,3 +169,12 @@ def test_a_tool_that_needs_approval_runs_only_with_yes(shell: InteractiveShell, 
     magics(shell).use(scripted_session([call, "Done."], data_dir=tmp_path, tools=Toolbox().add(delete_note)))
     run(shell, "%%slm --yes\nDelete my old note")
     assert deleted == ["old"]
+
+
+def test_code_format_takes_the_tagged_blocks_or_the_whole_answer(shell: InteractiveShell, tmp_path: Path) -> None:
+    with_output = "Here:\n```python\nprint('hi')\n```\nOutput:\n```\nhi\n```"
+    magics(shell).use(scripted_session([with_output, "def add(a, b):\n    return a + b"], data_dir=tmp_path))
+    run(shell, "%%slm -f code\nPrint hi in Python")
+    assert shell.rl_next_input == "print('hi')"  # not the untagged output block
+    run(shell, "%%slm -f code\nAn add function")
+    assert shell.rl_next_input == "def add(a, b):\n    return a + b"  # no fences: the answer is the code

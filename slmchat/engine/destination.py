@@ -27,6 +27,13 @@ class Destination:
             return "local: stays on this machine" if self.host is None else f"local: {self.host}"
         return f"remote: sent to {self.host or 'an unknown host'}"
 
+    @property
+    def short(self) -> str:
+        """For a footer line: ``stays on this machine``, ``this machine (127.0.0.1:8080)``, ``sent to host``."""
+        if self.local:
+            return "stays on this machine" if self.host is None else f"this machine ({self.host})"
+        return f"sent to {self.host or 'an unknown host'}"
+
 
 def _is_loopback(host: str) -> bool:
     if host in ("localhost", ""):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import re
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -167,7 +168,7 @@ class SlmMagics(Magics):
         assert stats is not None
         self.turns.append(stats)
         where = session.tiers.destination(stats.answered_by or stats.route.tier)
-        footer = footer_line(stats, where.label if where else None)
+        footer = footer_line(stats, where.short if where else None)
         if filled and where is not None and not where.local:
             notes.append(f"filled in from your variables and sent to {where.host}: {', '.join(filled)}")
         if options.explain:
@@ -184,9 +185,9 @@ class SlmMagics(Magics):
         """What ``-f code``, ``-f json`` and ``-o`` do with the answer."""
         value: Any = stats.answer
         if options.format == "code":
-            blocks = code_blocks(stats.answer)
-            if blocks and self.shell is not None:
-                self.shell.set_next_input("\n\n".join(blocks), replace=False)
+            code = _code_of(stats.answer)
+            if code and self.shell is not None:
+                self.shell.set_next_input(code, replace=False)
         elif options.format == "json":
             from json_repair import repair_json
 
@@ -290,6 +291,13 @@ class SlmMagics(Magics):
         if unknown:
             total += f" ({unknown} without a known price)"
         display(Markdown("\n".join([*rows, "", total])))
+
+
+def _code_of(answer: str) -> str:
+    """The code for a new cell: the fenced blocks with a language (else all fenced blocks, else the answer)."""
+    tagged = re.findall(r"^```[ \t]*[\w+-]+[^\n]*\n(.*?)^```", answer, re.DOTALL | re.MULTILINE)
+    blocks = [block.rstrip("\n") for block in tagged] or code_blocks(answer)
+    return "\n\n".join(blocks) if blocks else answer.strip()
 
 
 def _price_text(price: Any) -> str:

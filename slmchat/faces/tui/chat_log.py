@@ -37,6 +37,8 @@ from slmchat.tools.prompt import call_text
 #: tokens are joined and appended to the answer at most this often: each append costs a Markdown
 #: parse and a layout of the whole log, which a per-token append cannot keep up with
 STREAM_FLUSH_S = 1 / 30
+
+
 class Marker(Static):
     """One line in the log: a recovery, an escalation, a compaction, a note or an error."""
 
