@@ -178,3 +178,24 @@ def test_code_format_takes_the_tagged_blocks_or_the_whole_answer(shell: Interact
     assert shell.rl_next_input == "print('hi')"  # not the untagged output block
     run(shell, "%%slm -f code\nAn add function")
     assert shell.rl_next_input == "def add(a, b):\n    return a + b"  # no fences: the answer is the code
+
+
+def test_keys_says_where_keys_come_from_never_the_key(
+    shell: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-test-abcdefghijklmnop1234"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    magics(shell).use(scripted_session(["ok"], data_dir=tmp_path))
+    out = run(shell, "%slm keys").stdout
+    assert "openai" in out and "key store:" in out
+    assert secret not in out and secret[-6:] not in out.replace("…", "")
+
+
+def test_unloading_the_extension_closes_the_kernels_session(tmp_path: Path) -> None:
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "slmchat")
+    session = scripted_session(["ok"], data_dir=tmp_path)
+    magics(shell).use(session)
+    shell.run_line_magic("unload_ext", "slmchat")
+    with pytest.raises(SlmchatError, match="closed"):
+        session.ask("again")
