@@ -28,6 +28,7 @@ from slmchat.engine.events import (
     TurnStats,
     TurnStatus,
 )
+from slmchat.engine.route_calls import RouteCalls
 from slmchat.engine.sync_bridge import LoopThread, SyncCalls, running_loop
 from slmchat.engine.tiers import Tiers
 from slmchat.engine.turn_state import TurnState
@@ -38,19 +39,18 @@ from slmchat.infra.config import Config, TierConfig, load_config
 from slmchat.infra.errors import SlmchatError
 from slmchat.infra.store import Store, TurnRecord, new_conversation_id
 from slmchat.memory.manager import Memory
-from slmchat.routing import Route, RouteDecision, Router, Tier
-from slmchat.routing.budget import BudgetUse, budget_block, budget_use
+from slmchat.routing import Route, Router, Tier
 from slmchat.tools.agent import AgentSettings, CircuitBreaker
 from slmchat.tools.approval import ApprovalDesk, ApprovalPolicy
 from slmchat.tools.registry import Toolbox, load_tools
 
 if TYPE_CHECKING:  # only annotations: numpy loads when the router or the embedder first needs it
-    import numpy as np
+    pass
 
 LATENCY_COLUMNS = ("ttft_ms", "total_ms", "tokens_per_s")
 
 
-class Session(Answering, EventChannel, SyncCalls):
+class Session(Answering, RouteCalls, EventChannel, SyncCalls):
     """A conversation with a small and an optional large tier.
 
     ``async for event in session.turn(text)`` from async code; ``for event in
@@ -262,24 +262,6 @@ class Session(Answering, EventChannel, SyncCalls):
             return TurnFailed(message, hint, turn.text_so_far, self.conversation_id, turn_id)
 
         return await self._save(turn, "failed", message, lambda tid, _stats: failed(tid))
-
-    async def preview_route(self, text: str, route: Route | str | None = None) -> RouteDecision:
-        """Where ``text`` would run now and why, without running it (a notebook's ``--dry-run``)."""
-        decision, _embedding = await asyncio.to_thread(self._route, text, Route(route) if route else self.route)
-        return decision
-
-    def _route(self, text: str, route: Route) -> tuple[RouteDecision, np.ndarray | None]:
-        """Score the request (one embedding per turn, kept for memory) and decide the tier (off the loop)."""
-        models = {t: self.model_name(t) for t in ("small", "large")}
-        limit = self.config.routing.long_context_tokens
-        return self.router.decide_turn(text, self.history, route, models, self._budget_block(), limit)  # type: ignore[arg-type]
-
-    def budget(self) -> list[BudgetUse]:
-        """The spend caps that are set, with the large tier's spend against each (for budget meters)."""
-        return budget_use(self.config.routing, self.tiers.settings("large"), self.store, self._started)
-
-    def _budget_block(self) -> str | None:
-        return budget_block(self.config.routing, self.tiers.settings("large"), self.store, self._started)
 
     async def _recall(self, turn: TurnState) -> MemoryRecalled | None:
         """Put relevant memories in the turn's system prompt; say so when memory is off."""

@@ -18,7 +18,7 @@ from slmchat.faces.tui.plain import plain
 from slmchat.faces.tui.turn_view import SessionTotals, TurnView
 
 if TYPE_CHECKING:  # the session hands these over (Session.budget); the face does not compute them
-    from slmchat.routing.budget import BudgetUse
+    from slmchat.engine.route_calls import BudgetUse
 
 BAR = 16  # characters in the score bar
 CHART_TURNS = 8  # turns in the session chart
