@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from slmchat.infra.redact import redact
+
 
 class SlmchatError(Exception):
     """An error the user can fix; faces print it without a traceback.
@@ -12,6 +14,7 @@ class SlmchatError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        message, hint = redact(message), redact(hint) if hint else hint  # a server may echo a key
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -48,6 +48,7 @@ from slmchat.infra.keychain import (  # noqa: F401 - re-exported: slmchat.infra.
     provider_for,
     use_backend,
 )
+from slmchat.infra.redact import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ class ResolvedKey:
     @property
     def masked(self) -> str:
         return mask(self.value)
+
+    def __post_init__(self) -> None:
+        register_secret(self.value)  # a server that echoes it back cannot put it on screen or on disk
 
     def __repr__(self) -> str:
         return f"ResolvedKey(value={self.masked!r}, source={self.source!r})"
