@@ -21,7 +21,9 @@ from slmchat.engine.commands import Command, Help, Prompt, parse_command, run_co
 from slmchat.engine.events import ApprovalRequested, Escalated, Recovery, Token, TurnDone, TurnFailed, TurnStats
 from slmchat.engine.transcript import code_blocks, footer_line, route_line
 from slmchat.faces.notebook.cell_options import CellOptions, fill_in, parse_cell_line
+from slmchat.faces.terminal_text import printable
 from slmchat.infra.errors import SlmchatError
+from slmchat.infra.redact import redact
 
 if TYPE_CHECKING:
     from slmchat.engine.session import Session
@@ -76,8 +78,8 @@ class SlmMagics(Magics):
         if isinstance(exc, SlmchatError):
             line = f"error: {exc.message}" + (f"\n  fix: {exc.hint}" if exc.hint else "")
         else:
-            line = f"unexpected error: {type(exc).__name__}: {exc}\n  fix: %slm fix shows the traceback"
-        self.last_error = (line, "".join(traceback.format_exception(exc)))
+            line = redact(f"unexpected error: {type(exc).__name__}: {exc}\n  fix: %slm fix shows the traceback")
+        self.last_error = (line, redact("".join(traceback.format_exception(exc))))  # a server may echo a key
         print(line)
 
     # -- %%slm ------------------------------------------------------------------------------------
@@ -229,7 +231,7 @@ class SlmMagics(Magics):
             count = int(rest) if rest.isdigit() else 5
             pairs = self.session.history[-2 * count :]
             for message in pairs:
-                print(f"{'you' if message.role == 'user' else 'slm'}: {message.content}")
+                print(f"{'you' if message.role == 'user' else 'slm'}: {printable(message.content)}")
             print(f"conversation {self.session.conversation_id}")
         elif word == "stats":
             self._stats()
