@@ -205,31 +205,33 @@ def check_memory(config: MemoryConfig) -> Check:
     return Check("memory", "ok", f"{where}: {plural(facts, 'fact')}, {plural(exchanges, 'exchange')}")
 
 
-def check_files() -> list[Check]:
-    checks = []
+def check_config() -> tuple[Check, Config]:
+    """The config file's check, and the config the other checks use: the file's, else the defaults.
+
+    A config that does not load (not UTF-8, not TOML, a bad value) fails this one check; the
+    rest still run, on the defaults, so one bad file does not hide every other problem.
+    """
+    where = paths.config_file()
     try:
         config = load_config()
-        where = paths.config_file()
-        checks.append(Check("config", "ok", f"{where}" + ("" if where.exists() else " (not created; defaults)")))
     except SlmchatError as exc:
-        return [Check("config", "fail", exc.message, exc.hint)]
+        return Check("config", "fail", exc.message, exc.hint), Config()
+    return Check("config", "ok", f"{where}" + ("" if where.exists() else " (not created; defaults)")), config
+
+
+def check_history() -> Check:
     try:
         from slmchat.infra.store import Store
 
         Store(paths.database_file()).close()
-        checks.append(Check("history", "ok", str(paths.database_file())))
     except (SlmchatError, OSError) as exc:
-        checks.append(Check("history", "fail", str(exc), f"check that {paths.data_dir()} is writable"))
-    del config
-    return checks
+        return Check("history", "fail", str(exc), f"check that {paths.data_dir()} is writable")
+    return Check("history", "ok", str(paths.database_file()))
 
 
 async def run_checks() -> list[Check]:
-    checks = [*check_packages(), check_default_model(), check_embedding(), *check_files()]
-    try:
-        config = load_config()
-    except SlmchatError:
-        return checks
+    config_check, config = check_config()
+    checks = [*check_packages(), check_default_model(), check_embedding(), config_check, check_history()]
     checks.append(await check_tier("small", config.small, config))
     checks.append(await check_tier("large", config.large, config))
     checks.append(check_tools(config.tools.enabled))

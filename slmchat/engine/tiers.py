@@ -10,8 +10,9 @@ from typing import Any
 from slmchat.engine.destination import Destination, destination
 from slmchat.engine.events import Event, ModelFailed, ModelLoading, ModelReady
 from slmchat.infra.backends import ChatBackend, ModelRef, create_backend, parse_model_name
-from slmchat.infra.config import Config, TierConfig
-from slmchat.infra.errors import SlmchatError
+from slmchat.infra.backends.options import check_options
+from slmchat.infra.config import OPTIONS_HINT, Config, TierConfig
+from slmchat.infra.errors import ConfigError, SlmchatError
 from slmchat.routing import Tier
 
 
@@ -91,6 +92,9 @@ class Tiers:
         started = time.perf_counter()
         self._emit(ModelLoading(tier, str(ref)))
         try:
+            if problems := check_options(ref.backend, cfg.options):  # a Config built in code skips load_config
+                described = "; ".join(problem.describe(f"{tier}.options") for problem in problems)
+                raise ConfigError(f"invalid options for the {tier} tier: {described}", OPTIONS_HINT)
             backend = create_backend(ref, options)
             await backend.load()  # progress is told by the events around it
         except SlmchatError as exc:

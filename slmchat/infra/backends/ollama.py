@@ -30,6 +30,7 @@ from slmchat.infra.backends.base import (
     Usage,
     estimate_tokens,
 )
+from slmchat.infra.backends.names import quoted, shorten
 from slmchat.infra.errors import BackendTimeout, BackendUnavailable, ModelNotFound, SlmchatError
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -204,15 +205,15 @@ class OllamaBackend(ChatBackend):
         if isinstance(exc, ollama.ResponseError):
             if exc.status_code == 404:
                 return ModelNotFound(
-                    f"Ollama at {self.host} has no model {self.model!r}",
-                    f"pull it with `ollama pull {self.model}`, or see `ollama list` for the models it has",
+                    f"Ollama at {self.host} has no model {quoted(self.model)}",
+                    f"pull it with `ollama pull {shorten(self.model)}`, or see `ollama list` for the models it has",
                 )
             status = f" (HTTP {exc.status_code})" if exc.status_code > 0 else ""
             return BackendUnavailable(
                 f"Ollama at {self.host} failed{status}: {exc.error}", "look at the Ollama server log"
             )
         if isinstance(exc, ollama.RequestError):
-            return ModelNotFound(f"cannot ask Ollama for model {self.model!r}: {exc.error}")
+            return ModelNotFound(f"cannot ask Ollama for model {quoted(self.model)}: {exc.error}")
         return _connection_error(exc, self.host, self.timeout_s)
 
 
@@ -243,7 +244,9 @@ def _connection_error(exc: BaseException, host: str, timeout_s: float) -> Slmcha
     if isinstance(exc, httpx.TransportError):
         return BackendUnavailable(f"lost the connection to Ollama at {host}: {exc}", "look at the Ollama server log")
     if isinstance(exc, httpx.InvalidURL):
-        return BackendUnavailable(f"invalid Ollama address {host!r}: {exc}", "set OLLAMA_HOST / base_url to host:port")
+        return BackendUnavailable(
+            f"invalid Ollama address {quoted(host)}: {exc}", "set OLLAMA_HOST / base_url to host:port"
+        )
     if isinstance(exc, json.JSONDecodeError | pydantic.ValidationError):
         return BackendUnavailable(
             f"unexpected answer from {host}, which may not be Ollama: {exc}",

@@ -22,9 +22,9 @@ from slmchat.infra.backends.base import (
     Usage,
     estimate_tokens,
 )
+from slmchat.infra.backends.names import quoted
+from slmchat.infra.backends.options import TOOL_MODES
 from slmchat.infra.errors import BackendTimeout, BackendUnavailable, ModelNotFound, SlmchatError
-
-TOOL_MODES = ("native", "json_schema", "llama.cpp", "prompt")
 
 #: servers such as llama.cpp's accept any key; the client insists on having one
 PLACEHOLDER_KEY = "no-key-needed"
@@ -75,7 +75,7 @@ class OpenAICompatBackend(ChatBackend):
         ``json_object`` + ``schema``), or ``prompt`` (no constraint)."""
         mode = str(self.options.get("tool_mode", "native"))
         if mode not in TOOL_MODES:
-            raise SlmchatError(f"unknown tool_mode {mode!r}", f"use one of: {', '.join(TOOL_MODES)}")
+            raise SlmchatError(f"unknown tool_mode {quoted(mode)}", f"use one of: {', '.join(TOOL_MODES)}")
         return mode
 
     async def load(self, progress: ProgressFn | None = None) -> None:
@@ -150,7 +150,7 @@ class OpenAICompatBackend(ChatBackend):
             ) from exc
         except openai.NotFoundError as exc:
             raise ModelNotFound(
-                f"{self.where} has no model {self.model!r}", "check the model name for this server"
+                f"{self.where} has no model {quoted(self.model)}", "check the model name for this server"
             ) from exc
         except openai.APIStatusError as exc:
             raise BackendUnavailable(
