@@ -72,7 +72,7 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
 def test_a_corrupt_file_is_a_clear_error_and_is_not_touched(tmp_path: Path) -> None:
     path = tmp_path / "bad.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(SlmchatError, match="cannot open the history database"):
+    with pytest.raises(SlmchatError, match="is damaged or not a database"):
         Store(path)
     assert path.read_bytes() == b"this is not sqlite" * 100
 
@@ -108,7 +108,7 @@ def test_ambiguous_or_unknown_ids(tmp_path: Path) -> None:
         store.find_conversation("zz")
     store.new_conversation()
     store.new_conversation()
-    with pytest.raises(SlmchatError, match="2 conversations"):
-        store.find_conversation("")
+    with pytest.raises(SlmchatError, match="give a conversation id"):
+        store.find_conversation("")  # an empty prefix would match every conversation
     with pytest.raises(SlmchatError, match="no conversation"):
         store.find_conversation("%")  # LIKE wildcards are literal

@@ -9,6 +9,7 @@ yielded. Faces only consume events; sync code uses ``stream`` and ``ask``.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -37,7 +38,8 @@ from slmchat.infra.backends import ChatBackend
 from slmchat.infra.backends.base import CancelToken, Message, StreamEnd, Usage, estimate_tokens
 from slmchat.infra.config import Config, TierConfig, load_config
 from slmchat.infra.errors import SlmchatError
-from slmchat.infra.store import Store, TurnRecord, new_conversation_id
+from slmchat.infra.redact import redact
+from slmchat.infra.store import StorageError, Store, TurnRecord, new_conversation_id
 from slmchat.memory.manager import Memory
 from slmchat.routing import Route, Router, Tier
 from slmchat.tools.agent import AgentSettings, CircuitBreaker
@@ -48,6 +50,9 @@ if TYPE_CHECKING:  # only annotations: numpy loads when the router or the embedd
     pass
 
 LATENCY_COLUMNS = ("ttft_ms", "total_ms", "tokens_per_s")
+
+#: a lone surrogate: an undecodable byte of a question read with surrogateescape (argv, stdin)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Session(Answering, RouteCalls, EventChannel, SyncCalls):
@@ -206,6 +211,8 @@ class Session(Answering, RouteCalls, EventChannel, SyncCalls):
         """
         if self._closed:
             raise SlmchatError("this session is closed", "open a new Session")
+        # undecodable bytes become U+FFFD first: the stored question, the embedding and the prompt agree
+        text = _SURROGATE.sub("\ufffd", text)
         started = time.perf_counter()
         route = Route(route) if route is not None else self.route
         cancel = self._cancel = CancelToken()
@@ -216,6 +223,7 @@ class Session(Answering, RouteCalls, EventChannel, SyncCalls):
         self._turn_running, self._side, self.status = True, [], "thinking"
         remembering = self.memory is not None and (self.use_memory if memory is None else memory)
         try:
+            await asyncio.to_thread(self._begin, turn)  # the question is stored before any answer
             yield self._emit(turn, RouteDecided(decision))  # inside: a consumer that leaves here still closes the turn
             if remembering and (recalled := await self._recall(turn)) is not None:
                 yield self._emit(turn, recalled)
@@ -233,8 +241,8 @@ class Session(Answering, RouteCalls, EventChannel, SyncCalls):
                 raise SlmchatError(f"{decision.model} ended its stream without finishing", "try again")
             status: TurnStatus = "interrupted" if turn.end.finish_reason == "cancelled" else "ok"
             done = await self._save(turn, status, None, lambda tid, stats: TurnDone(replace(stats, turn_id=tid)))
-            if remembering and status == "ok":
-                self._remember_later(turn, done.stats.turn_id)  # type: ignore[union-attr]
+            if remembering and status == "ok" and isinstance(done, TurnDone):
+                self._remember_later(turn, done.stats.turn_id)  # type: ignore[arg-type]
             yield done
         except Exception as exc:
             if self.debug:
@@ -244,7 +252,10 @@ class Session(Answering, RouteCalls, EventChannel, SyncCalls):
             if isinstance(exc, SlmchatError):
                 yield await self._failed(turn, exc.message, exc.hint)
             else:
-                yield await self._failed(turn, f"unexpected error: {type(exc).__name__}: {exc}", "run with --debug")
+                # an exception message may carry a key a server echoed back
+                yield await self._failed(
+                    turn, redact(f"unexpected error: {type(exc).__name__}: {exc}"), "run with --debug"
+                )
         finally:
             # the consumer went away (Ctrl-C, task cancelled, loop closed): stop the model, keep the partial answer
             cancel.cancel()
@@ -258,10 +269,30 @@ class Session(Answering, RouteCalls, EventChannel, SyncCalls):
             self.status = "idle"
 
     async def _failed(self, turn: TurnState, message: str, hint: str | None) -> TurnFailed:
-        def failed(turn_id: int) -> TurnFailed:
+        def failed(turn_id: int | None) -> TurnFailed:
             return TurnFailed(message, hint, turn.text_so_far, self.conversation_id, turn_id)
 
-        return await self._save(turn, "failed", message, lambda tid, _stats: failed(tid))
+        closing = await self._save(turn, "failed", message, lambda tid, _stats: failed(tid), unsaved=failed)
+        return closing  # type: ignore[no-any-return]
+
+    def _begin(self, turn: TurnState) -> None:
+        """Write the question ahead of the answer; a disk problem here is told when the turn ends."""
+        decision = turn.decision
+        try:
+            turn.turn_id = self.store.begin_turn(
+                self.conversation_id, turn.text, decision.tier, decision.model, decision.reason
+            )
+        except StorageError as exc:
+            turn.store_error = exc  # the turn still runs: the answer is worth showing
+
+    def _unsaved(self, turn: TurnState) -> TurnFailed:
+        """The closing event of a turn that streamed but could not be stored (a full disk, ...)."""
+        error = turn.store_error
+        assert error is not None
+        hint = "free some space" if error.kind == "full" else (error.hint or "")
+        if turn.text_so_far:
+            hint = f"{hint}; the answer above is still in this chat"
+        return TurnFailed(error.message, hint, turn.text_so_far, self.conversation_id, turn.turn_id)
 
     async def _recall(self, turn: TurnState) -> MemoryRecalled | None:
         """Put relevant memories in the turn's system prompt; say so when memory is off."""
@@ -324,30 +355,42 @@ class Session(Answering, RouteCalls, EventChannel, SyncCalls):
         }
         return call_costs(turn.calls, prices)  # type: ignore[arg-type]
 
-    async def _save(self, turn: TurnState, status: TurnStatus, error: str | None, last: Any) -> Any:
+    async def _save(
+        self, turn: TurnState, status: TurnStatus, error: str | None, last: Any, unsaved: Any = None
+    ) -> Any:
         """Measure and store the turn off the loop; ``last(turn_id, stats)`` builds the closing event.
 
         The closing event is stored in the same transaction and returned for the caller to yield.
+        When the store fails (a full disk), the turn stays in this session's history and the
+        closing event is a ``TurnFailed`` that says why (``unsaved(turn_id)`` builds it instead,
+        when the turn had failed already).
         """
         closing: list[Event] = []
 
-        def finish() -> None:
+        def finish() -> int | None:
             stats = self._stats(turn, status) if status != "failed" else None
 
             def close(turn_id: int) -> dict[str, Any]:
                 closing.append(last(turn_id, stats))
-                self._publish(closing[0])
                 return closing[0].to_dict()
 
-            self._save_now(turn, status, error, stats, close)
+            return self._save_now(turn, status, error, stats, close)
 
-        await asyncio.to_thread(finish)
-        return closing[0]
+        if await asyncio.to_thread(finish) is None:  # the store failed (even at COMMIT): the session goes on
+            event = unsaved(turn.turn_id) if unsaved is not None else self._unsaved(turn)
+        else:
+            event = closing[0]
+        self._publish(event)
+        return event
 
     def _save_now(
         self, turn: TurnState, status: TurnStatus, error: str | None, stats: TurnStats | None, closing: Any = None
-    ) -> int:
-        """Store the turn (one transaction) and add it to the history the next turn sees."""
+    ) -> int | None:
+        """Store the turn (one transaction) and add it to the history the next turn sees.
+
+        A store failure is kept in ``turn.store_error`` (None is returned): the turn still joins
+        the history, so the chat goes on with it, and is not retried.
+        """
         decision, answer = turn.decision, turn.text_so_far
         usage = None
         if stats is not None:
@@ -360,10 +403,13 @@ class Session(Answering, RouteCalls, EventChannel, SyncCalls):
                 usage[-1].update({k: v for k, v in stats.latency.to_dict().items() if k in LATENCY_COLUMNS})
         record = TurnRecord(
             self.conversation_id, turn.text, answer, status, decision.tier, decision.model, decision.reason,
-            error, turn.events, usage, closing,
+            error, turn.events, usage, closing, turn.turn_id,
         )  # fmt: skip
-        turn_id = self.store.save_turn(record)
-        self.last_turn_id = turn_id
+        turn_id: int | None = None
+        try:
+            turn_id = self.last_turn_id = self.store.save_turn(record)
+        except StorageError as exc:
+            turn.store_error = exc
         turn.saved = True
         if status != "failed":
             self.history.append(Message("user", turn.text))

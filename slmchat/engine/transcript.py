@@ -13,14 +13,18 @@ from slmchat.infra.errors import SlmchatError
 from slmchat.infra.store import Store
 
 
-def open_history() -> Store:
-    """The user's history database (created if missing)."""
-    return Store(paths.database_file())
+def open_history(*, readonly: bool = False) -> Store:
+    """The user's history database (created if missing).
+
+    ``readonly`` is for commands that only read: they then work on a full or read-only disk,
+    and create nothing.
+    """
+    return Store(paths.database_file(), readonly=readonly)
 
 
 def pick_conversation(store: Store, conversation_id: str | None) -> str:
-    """The conversation named by an id prefix, or the latest one."""
-    if conversation_id:
+    """The conversation named by an id prefix, or the latest one (None); an empty id is an error."""
+    if conversation_id is not None:
         return store.find_conversation(conversation_id)
     latest = store.latest_conversation()
     if latest is None:

@@ -48,6 +48,8 @@ class TurnState:
     memory: dict[str, Any] | None = None  # what recall did (Recalled.to_dict())
     compaction: Any = None  # the Compacted event, when the history had to be compacted
     shortened: int = 0
+    turn_id: int | None = None  # the stored row of the question, written as the turn began
+    store_error: Any = None  # the StorageError that kept the turn (or its question) from being stored
 
     answer: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import platformdirs
 
+from slmchat.infra.errors import SlmchatError
+
 APP = "slmchat"
+
+#: the environment variable that moves each folder, named in fixes
+_OVERRIDE = {"data": "SLMCHAT_DATA_DIR", "config": "SLMCHAT_CONFIG_DIR"}
 
 
 def config_dir() -> Path:
@@ -28,3 +34,59 @@ def config_file() -> Path:
 
 def database_file() -> Path:
     return data_dir() / "slmchat.db"
+
+
+def ensure_dir(path: Path, what: str = "data") -> Path:
+    """Create the folder ``path`` (and its parents) for slmchat's ``what`` ("data" or "config").
+
+    A file where the folder should be, a full or read-only disk, or a missing permission is a
+    ``SlmchatError`` that says which and how to fix it, never an ``OSError`` traceback.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        move = _OVERRIDE.get(what, "SLMCHAT_DATA_DIR")
+        raise SlmchatError(
+            f"{blocker} is a file, but slmchat keeps its {what} in a folder there",
+            f"move the file aside, or set {move} to another folder",
+        ) from exc
+    except OSError as exc:
+        raise os_problem(exc, path, f"cannot create the {what} folder", what) from exc
+    return path
+
+
+def read_only_fs(path: Path) -> bool:
+    """True when ``path`` (or its nearest existing parent) is on a filesystem mounted read-only."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    try:
+        return existing is not None and bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def disk_full(path: Path) -> bool:
+    """True when the filesystem holding ``path`` has no free block left for an ordinary user."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    try:
+        return existing is not None and os.statvfs(existing).f_bavail == 0
+    except OSError:
+        return False
+
+
+def os_problem(exc: OSError, path: Path, consequence: str, what: str = "data") -> SlmchatError:
+    """An ``OSError`` met while using ``path`` as a ``SlmchatError``: what is wrong and its fix."""
+    move = _OVERRIDE.get(what, "SLMCHAT_DATA_DIR")
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        return SlmchatError(f"the disk holding {path} is full: {consequence}", "free some space, then try again")
+    if exc.errno == errno.EROFS or read_only_fs(path):
+        return SlmchatError(
+            f"{path} is on a read-only filesystem: {consequence}",
+            f"remount it read-write, or set {move} to a folder on a writable disk",
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return SlmchatError(
+            f"no permission to write {path}: {consequence}",
+            f"fix the owner or permissions of {path} (or its folder), or set {move} to another folder",
+        )
+    return SlmchatError(f"{path}: {exc.strerror or exc}: {consequence}", f"check the disk, or set {move}")

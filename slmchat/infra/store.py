@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slmchat.infra import paths
 from slmchat.infra.errors import SlmchatError
+from slmchat.infra.redact import redact
 
 #: Numbered migrations; the position in this list + 1 is the schema version (PRAGMA user_version).
 #: Never edit one that has shipped: append a new one.
@@ -106,30 +109,108 @@ class TurnRecord:
     usage: dict[str, Any] | Sequence[dict[str, Any]] | None
     #: the closing event (TurnDone, TurnFailed), built once the turn has its id, stored after ``events``
     closing: Callable[[int], dict[str, Any]] | None = None
+    #: the row ``Store.begin_turn`` wrote when the turn started: completed instead of a new row
+    turn_id: int | None = None
+
+
+class StorageError(SlmchatError):
+    """The history database could not be opened or written: the disk, not the data, is at fault.
+
+    ``kind`` is one of "full", "read-only filesystem", "read-only", "permission", "damaged",
+    "folder", "busy", "other"; a face may word its own fix from it.
+    """
+
+    def __init__(self, kind: str, message: str, hint: str) -> None:
+        super().__init__(message, hint)
+        self.kind = kind
+
+
+def storage_error(exc: BaseException, path: Path, consequence: str) -> StorageError:
+    """What went wrong with the history database at ``path``, and the fix that fits it.
+
+    ``consequence`` says what the user lost ("this turn was not saved", "cannot open the history").
+    """
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    move = "or set SLMCHAT_DATA_DIR to another folder"
+    if (
+        name.startswith("SQLITE_FULL")
+        or "disk is full" in text
+        or (name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")) and paths.disk_full(path))
+    ):
+        return StorageError(
+            "full", f"the disk holding {path} is full: {consequence}", "free some space, then try again"
+        )
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        return StorageError(
+            "damaged",
+            f"the history database {path} is damaged or not a database ({text})",
+            "move the file aside to start a new one (nothing else is touched)",
+        )
+    if path.is_dir():
+        return StorageError(
+            "folder", f"{path} is a folder, but slmchat keeps its history in a file there", f"move it aside, {move}"
+        )
+    if name.startswith("SQLITE_BUSY") or name.startswith("SQLITE_LOCKED"):
+        return StorageError("busy", f"the history database {path} is busy: {consequence}", "try again in a moment")
+    if isinstance(exc, OSError) and not name:
+        problem = paths.os_problem(exc, path, consequence)
+        kind = "full" if "is full" in problem.message else "other"
+        return StorageError(kind, problem.message, problem.hint or "")
+    if paths.read_only_fs(path):
+        return StorageError(
+            "read-only filesystem",
+            f"{path} is on a read-only filesystem: {consequence}",
+            f"remount it read-write, {move} on a writable disk",
+        )
+    folder = path.parent
+    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH", "SQLITE_CANTOPEN")):
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            return StorageError(
+                "read-only", f"{path} is read-only: {consequence}", f"make it writable (chmod u+rw {path}), {move}"
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return StorageError(
+                "permission",
+                f"no permission to write in {folder}: {consequence}",
+                f"fix the folder's owner or permissions, {move}",
+            )
+    return StorageError(
+        "other", f"the history database {path} failed: {text}: {consequence}", f"check the disk and the file, {move}"
+    )
 
 
 class Store:
-    """One SQLite file. Each turn is written in one transaction: all of it or nothing."""
+    """One SQLite file. Each turn is written in one transaction: all of it or nothing.
 
-    def __init__(self, path: Path) -> None:
+    ``readonly=True`` is for commands that only read (history, stats): the file is opened
+    read-only, so they work on a full or read-only disk, and migrations do not run. A missing
+    file then reads as an empty history (nothing is created).
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        self.readonly = readonly
         self._lock = threading.RLock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not readonly:
+            paths.ensure_dir(path.parent)
         try:
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.execute("PRAGMA busy_timeout=5000")
-            migrate(self.db)
+            self.db = _open_readonly(path) if readonly else _open(path)
         except sqlite3.DatabaseError as exc:
-            raise SlmchatError(
-                f"cannot open the history database {path}: {exc}",
-                "move the file aside to start a new one (nothing else is touched)",
-            ) from exc
+            raise storage_error(exc, path, "cannot open the history") from None
 
     def close(self) -> None:
         self.db.close()
+
+    @contextmanager
+    def _writing(self, consequence: str) -> Iterator[None]:
+        """Turn a disk or database failure while writing into a ``StorageError`` that names it."""
+        try:
+            yield
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            raise  # a bug in what was written, not a problem of the disk
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise storage_error(exc, self.path, consequence) from None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -137,19 +218,21 @@ class Store:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
+                self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # a failed COMMIT (a full disk) may have rolled back already
+                    self.db.execute("ROLLBACK")
                 raise
-            self.db.execute("COMMIT")
 
     def new_conversation(self, title: str = "") -> str:
         """Create an empty conversation now (sessions create theirs with the first turn instead)."""
         conversation_id = new_conversation_id()
         now = time.time()
-        self.db.execute(
-            "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, ?, ?, ?)",
-            (conversation_id, title, now, now),
-        )
+        with self._writing("the conversation was not created"), self._transaction() as db:
+            db.execute(
+                "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                (conversation_id, title, now, now),
+            )
         return conversation_id
 
     def latest_conversation(self) -> str | None:
@@ -158,6 +241,8 @@ class Store:
 
     def find_conversation(self, prefix: str) -> str:
         """The conversation whose id starts with ``prefix`` (ids are shown shortened)."""
+        if not prefix.strip():
+            raise SlmchatError("give a conversation id (or a prefix of one)", "`slmchat history list` shows them")
         rows = self.db.execute(
             "SELECT id FROM conversations WHERE id LIKE ? ESCAPE '\\'",
             (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
@@ -167,29 +252,57 @@ class Store:
             raise SlmchatError(f"{what} with id {prefix!r}", "see `slmchat history list`")
         return rows[0]["id"]
 
-    def save_turn(self, record: TurnRecord) -> int:
+    def begin_turn(self, conversation_id: str, user_text: str, tier: str | None, model: str | None,
+                   route_reason: str | None) -> int:  # fmt: skip
+        """Store the question as the turn starts; returns the turn's id for ``save_turn`` to complete.
+
+        Until then the row reads as an interrupted turn with no answer, so even a process killed
+        mid-answer loses at most the answer. Its events and usage come with ``save_turn``.
+        """
         now = time.time()
+        with self._writing("the question was not saved"), self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO conversations (id, title, created_at, updated_at) VALUES (?, '', ?, ?)",
+                (conversation_id, now, now),
+            )
+            cur = db.execute(
+                "INSERT INTO turns (conversation_id, user_text, answer, status, tier, model, route_reason, created_at)"
+                " VALUES (?, ?, '', 'interrupted', ?, ?, ?, ?)",
+                (conversation_id, user_text, tier, model, route_reason, now),
+            )
+            self._touch(db, conversation_id, user_text, now)
+        return int(cur.lastrowid or 0)
+
+    def save_turn(self, record: TurnRecord) -> int:
+        """Store a finished turn (completing its ``begin_turn`` row, if any) in one transaction."""
+        with self._writing("this turn was not saved"):
+            return self._save_turn(record)
+
+    def _save_turn(self, record: TurnRecord) -> int:
+        now = time.time()
+        error = redact(record.error) if record.error else record.error  # a server may have echoed a key
         with self._transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO conversations (id, title, created_at, updated_at) VALUES (?, '', ?, ?)",
                 (record.conversation_id, now, now),
             )
-            cur = db.execute(
-                "INSERT INTO turns (conversation_id, user_text, answer, status, tier, model, route_reason,"
-                " error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.conversation_id,
-                    record.user_text,
-                    record.answer,
-                    record.status,
-                    record.tier,
-                    record.model,
-                    record.route_reason,
-                    record.error,
-                    now,
-                ),
-            )
-            turn_id = int(cur.lastrowid or 0)
+            values = (record.answer, record.status, record.tier, record.model, record.route_reason, error)
+            if (
+                record.turn_id is not None
+                and db.execute(
+                    "UPDATE turns SET answer = ?, status = ?, tier = ?, model = ?, route_reason = ?, error = ?"
+                    " WHERE id = ?",
+                    (*values, record.turn_id),
+                ).rowcount
+            ):
+                turn_id = record.turn_id
+            else:  # no row was begun (or it was deleted meanwhile): the whole turn now
+                cur = db.execute(
+                    "INSERT INTO turns (conversation_id, user_text, answer, status, tier, model, route_reason,"
+                    " error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record.conversation_id, record.user_text, *values, now),
+                )
+                turn_id = int(cur.lastrowid or 0)
             events = [*record.events, record.closing(turn_id)] if record.closing else record.events
             db.executemany(
                 "INSERT INTO events (turn_id, seq, kind, payload) VALUES (?, ?, ?, ?)",
@@ -219,13 +332,17 @@ class Store:
                     for u in calls
                 ],
             )
-            title = record.user_text.strip().splitlines()[0][:60] if record.user_text.strip() else ""
-            db.execute(
-                "UPDATE conversations SET updated_at = ?, title = CASE WHEN title = '' THEN ? ELSE title END"
-                " WHERE id = ?",
-                (now, title, record.conversation_id),
-            )
+            self._touch(db, record.conversation_id, record.user_text, now)
         return turn_id
+
+    @staticmethod
+    def _touch(db: sqlite3.Connection, conversation_id: str, user_text: str, now: float) -> None:
+        """Mark the conversation updated; its first question is its title until the user gives one."""
+        title = user_text.strip().splitlines()[0][:60] if user_text.strip() else ""
+        db.execute(
+            "UPDATE conversations SET updated_at = ?, title = CASE WHEN title = '' THEN ? ELSE title END WHERE id = ?",
+            (now, title, conversation_id),
+        )
 
     def conversations(self, limit: int = 20) -> list[ConversationRow]:
         rows = self.db.execute(
@@ -248,13 +365,13 @@ class Store:
 
     def rename_conversation(self, conversation_id: str, title: str) -> None:
         """Give a conversation a title of the user's (the first question is the default)."""
-        with self._transaction() as db:
+        with self._writing("the title was not changed"), self._transaction() as db:
             if db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id)).rowcount == 0:
                 raise SlmchatError(f"no conversation {conversation_id!r}", "see `slmchat history list`")
 
     def delete_conversation(self, conversation_id: str) -> int:
         """Delete a conversation with its turns, events, usage and feedback; returns the turns deleted."""
-        with self._transaction() as db:
+        with self._writing("nothing was deleted"), self._transaction() as db:
             turns = db.execute("SELECT COUNT(*) FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()
             if db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount == 0:
                 raise SlmchatError(f"no conversation {conversation_id!r}", "see `slmchat history list`")
@@ -262,7 +379,7 @@ class Store:
 
     def set_superseded(self, turn_id: int, superseded: bool = True) -> None:
         """Set a turn aside (or bring it back): it stays stored and labelled, but is not history."""
-        with self._transaction() as db:
+        with self._writing("nothing was changed"), self._transaction() as db:
             if db.execute("UPDATE turns SET superseded = ? WHERE id = ?", (int(superseded), turn_id)).rowcount == 0:
                 raise SlmchatError(f"no turn {turn_id}", "turn ids are in `slmchat history export --format json`")
 
@@ -296,11 +413,12 @@ class Store:
         """Record (or change) the user's verdict on a turn."""
         if self.db.execute("SELECT 1 FROM turns WHERE id = ?", (turn_id,)).fetchone() is None:
             raise SlmchatError(f"no turn {turn_id}", "turn ids are in `slmchat history export --format json`")
-        self.db.execute(
-            "INSERT INTO feedback (turn_id, good, created_at) VALUES (?, ?, ?)"
-            " ON CONFLICT(turn_id) DO UPDATE SET good = excluded.good, created_at = excluded.created_at",
-            (turn_id, int(good), time.time()),
-        )
+        with self._writing("the verdict was not saved"), self._transaction() as db:
+            db.execute(
+                "INSERT INTO feedback (turn_id, good, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(turn_id) DO UPDATE SET good = excluded.good, created_at = excluded.created_at",
+                (turn_id, int(good), time.time()),
+            )
 
     def routed_turns(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Recent turns the router scored, newest first: tier, score, override and any feedback."""
@@ -325,6 +443,67 @@ class Store:
     def events(self, turn_id: int) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT payload FROM events WHERE turn_id = ? ORDER BY seq", (turn_id,))
         return [json.loads(r["payload"]) for r in rows]
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Open (or create) the database for reading and writing, at the latest schema."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=5000")
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """Open the database read-only, without migrating; a missing file is an empty history.
+
+    A WAL database needs its -shm file to be read; where that cannot be made (a read-only
+    folder or disk after an unclean exit) the file is opened as immutable, as it stands.
+    """
+    if not path.exists():
+        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        migrate(db)
+    else:
+        db = _connect_ro(path)
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version < len(MIGRATIONS):
+            db.close()
+            raise SlmchatError(
+                f"the history database {path} is from an older slmchat (schema {version}, this one needs"
+                f" {len(MIGRATIONS)}), and this command only reads it",
+                'run any slmchat chat command once to upgrade it, e.g. slmchat ask "hi"',
+            )
+        if version > len(MIGRATIONS):
+            db.close()
+            raise SlmchatError(
+                f"the history database is from a newer slmchat (schema {version}, this one knows {len(MIGRATIONS)})",
+                "upgrade slmchat",
+            )
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def _connect_ro(path: Path) -> sqlite3.Connection:
+    uri = path.resolve().as_uri()
+    failure: sqlite3.Error | None = None
+    for mode in ("mode=ro", "immutable=1"):
+        db = sqlite3.connect(f"{uri}?{mode}", uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file, and the WAL if any
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            failure = exc
+            if not (getattr(exc, "sqlite_errorname", "") or "").startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR")):
+                raise
+    assert failure is not None
+    raise failure
 
 
 def new_conversation_id() -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from slmchat.faces.terminal_text import printable
 from slmchat.infra.errors import SlmchatError
 
 
@@ -24,7 +25,7 @@ def history_list(limit: int, as_json: bool) -> None:
     """The most recent conversations: id, last update, turns, title."""
     from slmchat.engine.transcript import open_history
 
-    rows = open_history().conversations(limit)
+    rows = open_history(readonly=True).conversations(limit)
     if as_json:
         click.echo(json.dumps([asdict(row) for row in rows], indent=2, ensure_ascii=False))
         return
@@ -32,7 +33,8 @@ def history_list(limit: int, as_json: bool) -> None:
         click.echo("no conversations yet")
     for row in rows:
         when = datetime.fromtimestamp(row.updated_at).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{row.id}  {when}  {row.turns:>3} turn{'' if row.turns == 1 else 's'}  {row.title}")
+        title = printable(row.title, one_line=True)  # stored text is data: an escape sequence is shown, not obeyed
+        click.echo(f"{row.id}  {when}  {row.turns:>3} turn{'' if row.turns == 1 else 's'}  {title}")
 
 
 @history_group.command("show")
@@ -41,8 +43,8 @@ def history_show(conversation_id: str | None) -> None:
     """Print a conversation (default: the latest) as Markdown."""
     from slmchat.engine.transcript import conversation_markdown, open_history, pick_conversation
 
-    store = open_history()
-    click.echo(conversation_markdown(store, pick_conversation(store, conversation_id)), nl=False)
+    store = open_history(readonly=True)
+    click.echo(printable(conversation_markdown(store, pick_conversation(store, conversation_id))), nl=False)
 
 
 @history_group.command("export")
@@ -59,14 +61,15 @@ def history_export(conversation_id: str | None, fmt: str, output: Path | None) -
         pick_conversation,
     )
 
-    store = open_history()
+    store = open_history(readonly=True)
     cid = pick_conversation(store, conversation_id)
     text = conversation_markdown(store, cid) if fmt == "md" else dumps(conversation_json(store, cid)) + "\n"
     if output:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
     else:
-        click.echo(text, nl=False)
+        # to a terminal, escape sequences are shown, not obeyed; to a pipe the export is exact
+        click.echo(printable(text) if click.get_text_stream("stdout").isatty() else text, nl=False)
 
 
 @click.command()
@@ -103,7 +106,7 @@ def stats(since: str | None, as_json: bool, as_csv: bool) -> None:
             start = datetime.strptime(since, "%Y-%m-%d").timestamp()
         except ValueError as exc:
             raise SlmchatError(f"--since {since!r} is not a date", "write it as YYYY-MM-DD") from exc
-    calls = open_history().call_rows(start)
+    calls = open_history(readonly=True).call_rows(start)
     if as_csv:
         click.echo(to_csv(calls), nl=False)
     elif as_json:
