@@ -161,6 +161,21 @@ def test_messages_quote_long_names_shortened() -> None:
         resolve_model_path("m" * 400 + ".gguf")
 
 
+def test_models_lists_a_tier_with_a_too_long_name_in_a_short_line() -> None:
+    result = slmchat("models", env={"SLMCHAT_SMALL__MODEL": "llamacpp:" + "q" * 5000})
+    assert result.returncode == 0, result.stderr
+    small = result.stdout.splitlines()[0]
+    assert small.startswith("small  llamacpp:qqq") and "… (5009 characters): the model name is too long" in small
+    assert len(small) < 250
+
+
+def test_a_hub_name_the_hub_cannot_have_is_a_clear_error() -> None:
+    with pytest.raises(ModelNotFound) as caught:  # was "unexpected error: HFValidationError"
+        resolve_model_path("o/" + "r" * 200 + "/model.gguf")
+    assert "is not a Hugging Face file name: the repo id" in caught.value.message
+    assert len(caught.value.message) < 300
+
+
 def test_a_long_config_value_is_shortened_in_the_error() -> None:
     write_config(paths.config_dir().parent, f'route = "{"r" * 100_000}"\n')
     stderr = _one_error(slmchat("config", "show"))

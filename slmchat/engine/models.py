@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from slmchat.infra.backends import BACKENDS, ModelRef, parse_model_name
+from slmchat.infra.backends.names import quoted, shorten
 from slmchat.infra.config import Config, load_config
 from slmchat.infra.errors import SlmchatError
 
@@ -24,6 +25,18 @@ from slmchat.infra.errors import SlmchatError
 #: names from the config
 Status = Literal["ok", "unreachable", "unavailable", "error", "configured"]
 TIERS = ("small", "large")
+#: shorten is here for the faces, which may not import infra.backends
+__all__ = [
+    "TIERS",
+    "BackendModels",
+    "ModelEntry",
+    "ModelList",
+    "Status",
+    "TierModel",
+    "list_models",
+    "model_name",
+    "shorten",
+]
 
 
 @dataclass(frozen=True)
@@ -135,7 +148,7 @@ def list_models(
         try:
             _mark(groups, parse_model_name(target, config.aliases), config, alias=alias)
         except SlmchatError as exc:
-            problems.append(f"alias {alias!r}: {exc.message}")
+            problems.append(f"alias {quoted(alias)}: {exc.message}")
     return ModelList(tiers, tuple(g.frozen() for g in groups), tuple(problems))
 
 

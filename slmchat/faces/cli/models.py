@@ -6,7 +6,7 @@ import json
 
 import click
 
-from slmchat.engine.models import BackendModels, ModelEntry, ModelList, TierModel, list_models
+from slmchat.engine.models import BackendModels, ModelEntry, ModelList, TierModel, list_models, shorten
 
 
 @click.command()
@@ -46,7 +46,7 @@ def _tier_line(tier: TierModel) -> str:
     if tier.configured is None:
         return f"{tier.tier:<5}  not configured"
     if tier.problem:
-        return f"{tier.tier:<5}  {tier.configured}: {tier.problem}"
+        return f"{tier.tier:<5}  {shorten(tier.configured)}: {tier.problem}"
     shown = tier.model if tier.configured == tier.model else f"{tier.configured} -> {tier.model}"
     return f"{tier.tier:<5}  {shown}"
 

@@ -100,8 +100,12 @@ def _download_from_hub(repo_id: str, filename: str) -> Path:
         return Path(hub.hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=True))
     except errors.LocalEntryNotFoundError:
         pass  # not cached: ask the hub
-    except ValueError as exc:  # a repo id the hub cannot have (bad characters, too long)
-        raise ModelNotFound(f"{name} is not a Hugging Face file name: {exc}", _HUB_NAME_HINT) from exc
+    except ValueError as exc:  # huggingface_hub's HFValidationError: a repo id the hub cannot have
+        raise ModelNotFound(
+            f"{name} is not a Hugging Face file name: the repo id {quoted(repo_id)} must be owner/name in letters, "
+            "digits, '-', '_' and '.', at most 96 characters",
+            _HUB_NAME_HINT,
+        ) from exc
     offline = ModelNotFound(
         f"{name} is not in the local cache and the hub cannot be reached (offline?)",
         "connect to the internet once to download it, or give a local .gguf path",
