@@ -6,6 +6,7 @@ the session reads as the turn pipeline and this file as what happens inside one 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
@@ -14,10 +15,11 @@ from typing import TYPE_CHECKING
 
 from slmchat.engine.events import AnswerReset, Compacted, Escalated, Event, Token
 from slmchat.engine.turn_state import TurnState
-from slmchat.engine.window import fit_window, history_budget
+from slmchat.engine.window import PER_MESSAGE_OVERHEAD, Window, fit_window, history_budget
 from slmchat.infra.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage
 from slmchat.infra.embedding import default_embedder
 from slmchat.routing import Route, Tier
+from slmchat.routing.fit import TEMPLATE_TOKENS, ContextOverflow, Fit
 from slmchat.routing.signals import failure_signal, repetition_loop
 from slmchat.tools.agent import AgentSettings, ToolLoop
 from slmchat.tools.calls import ReplySchema
@@ -27,10 +29,16 @@ from slmchat.tools.relevance import relevant_toolbox
 
 if TYPE_CHECKING:
     from slmchat.engine.tiers import Tiers
-    from slmchat.infra.config import Config
+    from slmchat.infra.backends import ChatBackend
+    from slmchat.infra.config import Config, TierConfig
     from slmchat.routing import Router
     from slmchat.tools.agent import CircuitBreaker
     from slmchat.tools.approval import ApprovalDesk
+
+#: what the check before a call measures (the history beyond the question was already fitted)
+PROMPT = "the prompt (question, system prompt, recalled memory and tools)"
+#: llama.cpp's words for a prompt that fills the window
+_LLAMA_OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 
 
 class Answering:
@@ -72,8 +80,9 @@ class Answering:
         if window.compacted and turn.compaction is None:
             turn.compaction = Compacted(window.shortened, window.dropped, window.tokens)
             self._side.append(turn.compaction)  # yielded before this call's first token
+        max_tokens = _answer_room(tier, backend, cfg, window, [count(m.content) for m in extra])
         params = GenParams(
-            max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed,
+            max_tokens=max_tokens, temperature=cfg.temperature, seed=cfg.seed,
             json_schema=schema.schema if schema else None,
             tools=openai_tools([s for s in self.toolbox.specs if s.name in schema.tools]) if schema else None,
         )  # fmt: skip
@@ -83,16 +92,22 @@ class Answering:
         # run the stream to its end (StreamEnd is its last item) so no generator is left
         # suspended for the garbage collector to close on a loop that may be gone
         async with aclosing(backend.stream([*window.messages, *extra], params, call)) as stream:
-            async for item in stream:
-                if isinstance(item, StreamEnd):
-                    turn.end = item
-                    continue
-                raw.append(item)
-                yield item
-                if tier == "small" and len(raw) % 8 == 0 and turn.looping is None:
-                    turn.looping = repetition_loop("".join(raw))
-                    if turn.looping is not None:
-                        call.cancel()
+            try:
+                async for item in stream:
+                    if isinstance(item, StreamEnd):
+                        turn.end = item
+                        continue
+                    raw.append(item)
+                    yield item
+                    if tier == "small" and len(raw) % 8 == 0 and turn.looping is None:
+                        turn.looping = repetition_loop("".join(raw))
+                        if turn.looping is not None:
+                            call.cancel()
+            except ValueError as exc:  # the model counted more than the check did (a template's own tokens)
+                if (found := _LLAMA_OVERFLOW.search(str(exc))) is None:
+                    raise
+                prompt, size = int(found[1]), int(found[2])
+                raise ContextOverflow(Fit(tier, prompt, size, max_tokens, what=PROMPT), saved=True) from exc
         turn.finished_at = time.perf_counter()
         self._record_call(turn)
 
@@ -105,10 +120,20 @@ class Answering:
             yield Token(piece)
 
     async def _plain_turn(self, turn: TurnState, cancel: CancelToken) -> AsyncIterator[Event]:
-        """An answer without tools; a failure signal redoes it on the large tier."""
+        """An answer without tools; a failure signal (or a prompt the small window cannot hold) redoes it large."""
         decision = turn.decision
-        async for event in self._call(decision.tier, turn, cancel):
-            yield event
+        try:
+            async for event in self._call(decision.tier, turn, cancel):
+                yield event
+        except ContextOverflow as overflow:
+            moved = self._overflow_to_large(turn, overflow)
+            if moved is None:
+                raise
+            yield moved
+            yield AnswerReset("escalated")
+            async for event in self._call("large", turn, cancel):
+                yield event
+            return
         signal = failure_signal(turn.text_so_far, turn.end.finish_reason if turn.end else "", turn.looping)
         if turn.looping is not None and turn.end is not None and not cancel.cancelled:
             turn.end = replace(turn.end, finish_reason="loop")  # stopped by the engine, not the user
@@ -121,6 +146,18 @@ class Answering:
                 yield AnswerReset("escalated")
                 async for event in self._call("large", turn, cancel):
                     yield event
+
+    def _overflow_to_large(self, turn: TurnState, overflow: ContextOverflow) -> Escalated | None:
+        """The escalation for a small-tier prompt that did not fit (history, memory): None when it may not move."""
+        decision = turn.decision
+        if overflow.fit.tier != "small" or decision.override is Route.SMALL or turn.answer:
+            return None
+        escalated = self._escalation(f"{overflow.fit.why_not()}, so the large tier answers", turn)
+        if escalated.to_tier != "large":
+            return None
+        turn.escalation = escalated.reason
+        turn.restart("large")
+        return escalated
 
     def _offered_tools(self, turn: TurnState, wanted: bool | None) -> Toolbox:
         """The tools this turn offers: none if switched off, all if asked for, else the relevant ones."""
@@ -176,3 +213,20 @@ class Answering:
         if large is None:
             return Escalated(f"{signal}; no large tier is configured, so {kept}", "small", "small", small, usage, scope)
         return Escalated(signal, "small", "large", large, usage, scope)
+
+
+def _answer_room(tier: Tier, backend: ChatBackend, cfg: TierConfig, window: Window, extra: list[int]) -> int:
+    """``max_tokens`` for this call: the configured length, cut to what the model's window leaves.
+
+    Raises ``ContextOverflow`` when not even a short answer fits (the history was already
+    compacted, so what is left is the question, the system prompt with memory and tools, and the
+    turn's tool calls). A window the backend does not report is not checked.
+    """
+    size = backend.context_tokens
+    if not size:
+        return cfg.max_tokens
+    prompt = window.tokens + sum(n + PER_MESSAGE_OVERHEAD for n in extra) + TEMPLATE_TOKENS
+    fit = Fit(tier, prompt, size, cfg.max_tokens, what=PROMPT)
+    if fit.too_long:
+        raise ContextOverflow(fit, saved=True)
+    return min(cfg.max_tokens, size - prompt)

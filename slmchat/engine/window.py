@@ -2,7 +2,8 @@
 
 When the history does not fit: first the long answers of older exchanges (all but the last
 ``KEEP_FULL``) are shortened, then whole exchanges are dropped oldest first. The system prompt
-and the current question are always kept, even when they alone exceed the budget.
+and the current question are always kept, even when they alone exceed the budget: whether
+they fit the model's window is decided by routing.fit (at routing, and again before the call).
 """
 
 from __future__ import annotations
