@@ -42,23 +42,38 @@ def ensure_dir(path: Path, what: str = "data") -> Path:
     A file where the folder should be, a full or read-only disk, or a missing permission is a
     ``SlmchatError`` that says which and how to fix it, never an ``OSError`` traceback.
     """
+    check_dir(path, what)
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
-        move = _OVERRIDE.get(what, "SLMCHAT_DATA_DIR")
-        raise SlmchatError(
-            f"{blocker} is a file, but slmchat keeps its {what} in a folder there",
-            f"move the file aside, or set {move} to another folder",
-        ) from exc
+    except FileExistsError:  # made a file by someone else just now
+        check_dir(path, what)
+        raise
     except OSError as exc:
         raise os_problem(exc, path, f"cannot create the {what} folder", what) from exc
     return path
 
 
+def check_dir(path: Path, what: str = "data") -> None:
+    """Refuse a file where the folder ``path`` (or one of its parents) should be; creates nothing."""
+    blocker = next((p for p in (path, *path.parents) if exists(p) and not p.is_dir()), None)
+    if blocker is not None:
+        raise SlmchatError(
+            f"{blocker} is a file, but slmchat keeps its {what} in a folder there",
+            f"move the file aside, or set {_OVERRIDE.get(what, 'SLMCHAT_DATA_DIR')} to another folder",
+        )
+
+
+def exists(path: Path) -> bool:
+    """``path.exists()``, but False where a folder on the way may not be entered (no PermissionError)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 def read_only_fs(path: Path) -> bool:
     """True when ``path`` (or its nearest existing parent) is on a filesystem mounted read-only."""
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    existing = next((p for p in (path, *path.parents) if exists(p)), None)
     try:
         return existing is not None and bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
     except OSError:
@@ -67,7 +82,7 @@ def read_only_fs(path: Path) -> bool:
 
 def disk_full(path: Path) -> bool:
     """True when the filesystem holding ``path`` has no free block left for an ordinary user."""
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    existing = next((p for p in (path, *path.parents) if exists(p)), None)
     try:
         return existing is not None and os.statvfs(existing).f_bavail == 0
     except OSError:
@@ -86,7 +101,7 @@ def os_problem(exc: OSError, path: Path, consequence: str, what: str = "data") -
         )
     if exc.errno in (errno.EACCES, errno.EPERM):
         return SlmchatError(
-            f"no permission to write {path}: {consequence}",
+            f"no permission to use {path}: {consequence}",
             f"fix the owner or permissions of {path} (or its folder), or set {move} to another folder",
         )
     return SlmchatError(f"{path}: {exc.strerror or exc}: {consequence}", f"check the disk, or set {move}")

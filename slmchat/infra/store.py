@@ -147,7 +147,7 @@ def storage_error(exc: BaseException, path: Path, consequence: str) -> StorageEr
             f"the history database {path} is damaged or not a database ({text})",
             "move the file aside to start a new one (nothing else is touched)",
         )
-    if path.is_dir():
+    if paths.exists(path) and path.is_dir():
         return StorageError(
             "folder", f"{path} is a folder, but slmchat keeps its history in a file there", f"move it aside, {move}"
         )
@@ -165,14 +165,14 @@ def storage_error(exc: BaseException, path: Path, consequence: str) -> StorageEr
         )
     folder = path.parent
     if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH", "SQLITE_CANTOPEN")):
-        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        if paths.exists(path) and not os.access(path, os.R_OK | os.W_OK):
             return StorageError(
                 "read-only", f"{path} is read-only: {consequence}", f"make it writable (chmod u+rw {path}), {move}"
             )
         if not os.access(folder, os.W_OK | os.X_OK):
             return StorageError(
                 "permission",
-                f"no permission to write in {folder}: {consequence}",
+                f"no permission to use {folder}: {consequence}",
                 f"fix the folder's owner or permissions, {move}",
             )
     return StorageError(
@@ -466,7 +466,14 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     A WAL database needs its -shm file to be read; where that cannot be made (a read-only
     folder or disk after an unclean exit) the file is opened as immutable, as it stands.
     """
+    try:
+        path.stat()
+    except PermissionError as exc:  # a folder on the way may not be entered: not the same as no file
+        raise storage_error(exc, path, "cannot open the history") from None
+    except OSError:
+        pass
     if not path.exists():
+        paths.check_dir(path.parent)
         db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         migrate(db)
     else:
@@ -489,6 +496,10 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     return db
 
 
+#: what a read-only open of a WAL database fails with when its -shm file cannot be made or mapped
+_NO_SHARED_MEMORY = ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR")
+
+
 def _connect_ro(path: Path) -> sqlite3.Connection:
     uri = path.resolve().as_uri()
     failure: sqlite3.Error | None = None
@@ -500,7 +511,7 @@ def _connect_ro(path: Path) -> sqlite3.Connection:
         except sqlite3.OperationalError as exc:
             db.close()
             failure = exc
-            if not (getattr(exc, "sqlite_errorname", "") or "").startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR")):
+            if not (getattr(exc, "sqlite_errorname", "") or "").startswith(_NO_SHARED_MEMORY):
                 raise
     assert failure is not None
     raise failure
