@@ -2,7 +2,9 @@
 
 Slash lines go to the command layer (``slmchat.engine.commands``); this module only prints
 what comes back. Enter sends; Alt-Enter (or Esc then Enter) starts a new line. Ctrl-C stops
-an answer (the partial answer is kept), Ctrl-D or /quit leaves.
+an answer (the partial answer is kept), Ctrl-D or /quit leaves. SIGTERM and SIGHUP (the terminal
+closed) stop the answer as Ctrl-C does and then leave. Everything printed goes through
+``terminal_text.printable``: an answer's escape sequences are shown, never obeyed.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from slmchat.engine.events import (
 from slmchat.engine.session import Session
 from slmchat.engine.transcript import stats_line, tool_line
 from slmchat.faces.process import freeze_loaded_objects
+from slmchat.faces.signals import StopSignals
+from slmchat.faces.terminal_text import printable
 from slmchat.infra import paths
 from slmchat.routing import Route
 from slmchat.tools.prompt import call_text
@@ -72,6 +76,9 @@ class Repl:
         self.last_stats = ""
         self.memory_note: str | None = None
         self.answered = False  # a first answer came (the process has loaded what it needs)
+        self.answering = False
+        self.gone = False  # the output failed (the terminal closed): write no more
+        self.stop = StopSignals(self._stop)
 
     async def approve(self, request: ApprovalRequested) -> None:
         """Ask before a tool that touches the outside world runs; Ctrl-C or Enter mean no."""
@@ -82,27 +89,50 @@ class Repl:
         self.session.approve(request.request_id, reply.strip().lower() in ("y", "yes"))
 
     def write(self, text: str) -> None:
-        self.out.write(text)
-        self.out.flush()
+        """Write to the terminal with control characters made visible: answers and stored text are data."""
+        if self.gone:
+            return
+        try:
+            self.out.write(printable(text))
+            self.out.flush()
+        except OSError:  # EIO after SIGHUP: the answer still ends and is stored
+            self.gone = True
+
+    def _stop(self) -> None:
+        """SIGTERM or SIGHUP: stop the answer (it is kept) or leave the prompt; ``run`` then returns."""
+        self.session.cancel()
+        if self.prompt.app.is_running:
+            self.prompt.app.exit(exception=EOFError())
 
     def toolbar(self) -> str:
         route = self.session.route.value
         return f" {self.last_stats or self.session.status} | route: {route} | /help"
 
-    async def run(self) -> None:
+    async def run(self) -> int:
+        """Chat until /quit, end of input or a stop signal; the exit code (128 + the signal, else 0)."""
+        with self.stop:
+            await self._chat()
+            self.stop.note("the partial answer is saved" if self.answering else "the chat is closed")
+        return self.stop.exit_code
+
+    async def _chat(self) -> None:
         self.write(
             f"slmchat: {self.session.model_name('small')} (small)"
             f"{', ' + str(self.session.model_name('large')) + ' (large)' if self.session.model_name('large') else ''}"
             " — /help for commands\n"
         )
         self.preload()
-        while True:
+        while self.stop.received is None:
             try:
                 text = await self.prompt.prompt_async("› ", bottom_toolbar=self.toolbar)
             except KeyboardInterrupt:
                 continue
             except EOFError:
                 break
+            except OSError:
+                if self.stop.received is not None:  # the terminal is gone (SIGHUP)
+                    break
+                raise
             parsed = parse_command(text)
             if isinstance(parsed, Prompt):
                 if parsed.text:
@@ -159,6 +189,7 @@ class Repl:
 
     async def answer(self, text: str, route: Route | None = None) -> None:
         restore = _on_sigint(self.session.cancel)
+        self.answering = True
         try:
             async with aclosing(self.session.turn(text, route=route)) as events:
                 async for event in events:
@@ -192,6 +223,7 @@ class Repl:
                             self.write(f"  fix: {event.hint}\n")
         finally:
             restore()
+            self.answering = self.stop.received is not None  # what a stop signal interrupted, for its note
 
 
 def _on_sigint(callback: Callable[[], None]) -> Callable[[], None]:
@@ -218,10 +250,10 @@ def make_prompt(**kwargs: Any) -> PromptSession[str]:
     return PromptSession(key_bindings=_bindings(), multiline=False, **kwargs)
 
 
-async def run_repl(session: Session, prompt: PromptSession[str] | None = None, out: TextIO | None = None) -> None:
-    """Run the chat until /quit or end of input."""
+async def run_repl(session: Session, prompt: PromptSession[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the chat until /quit, end of input or SIGTERM/SIGHUP; the exit code (0, or 128 + the signal)."""
     prompt = prompt or make_prompt()
     try:
-        await Repl(session, prompt, out or sys.stdout).run()
+        return await Repl(session, prompt, out or sys.stdout).run()
     finally:
         await session.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from contextlib import aclosing
 from typing import Any
@@ -23,6 +24,8 @@ from slmchat.engine.events import (
 )
 from slmchat.engine.transcript import tool_line
 from slmchat.faces.cli.session_options import SessionChoice, open_session, session_options
+from slmchat.faces.signals import StopSignals, silence_stdout
+from slmchat.faces.terminal_text import printable
 from slmchat.infra.errors import SlmchatError
 from slmchat.routing import Route
 from slmchat.tools.prompt import call_text
@@ -52,15 +55,18 @@ def ask(
     Tools that touch the outside world are asked about on the terminal; with no terminal
     they do not run unless --yes is given (or tools.approve = "always").
     """
-    prompt = " ".join(text).strip()
+    prompt, replaced = utf8_text(" ".join(text).strip())
     if not sys.stdin.isatty():
-        piped = sys.stdin.read().strip()
+        piped, replaced_piped = read_piped()
+        replaced = replaced or replaced_piped
         prompt = f"{prompt}\n\n{piped}" if prompt and piped else prompt or piped
+    if replaced:
+        click.echo(f"warning: the question had bytes that are not UTF-8; they were replaced by {REPLACEMENT}", err=True)
     if not prompt:
         raise SlmchatError("nothing to ask", 'give the question as an argument or on stdin: slmchat ask "..."')
     session = open_session(ctx, choice, approval="always" if approve_all else None)
     for problem in session.toolbox.problems:
-        click.echo(f"warning: {problem}", err=True)
+        click.echo(f"warning: {printable(problem)}", err=True)
     try:
         code = asyncio.run(run_turn(session, prompt, route, as_json, tools, False if no_memory else None))
     except KeyboardInterrupt:
@@ -71,9 +77,36 @@ def ask(
     ctx.exit(code)
 
 
+REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_text(text: str) -> tuple[str, bool]:
+    """``text`` with undecodable bytes (lone surrogates, as Python hands over argv) replaced by U+FFFD.
+
+    The second value says whether anything was replaced.
+    """
+    if not _SURROGATE.search(text):
+        return text, False
+    try:  # the bytes the user gave, decoded again: valid UTF-8 around a bad byte survives whole
+        cleaned = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that did not come from a byte
+        cleaned = text
+    return _SURROGATE.sub(REPLACEMENT, cleaned), True
+
+
+def read_piped() -> tuple[str, bool]:
+    """Piped stdin as text: read as bytes and decoded as UTF-8, bad bytes replaced (and said so)."""
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8").strip(), False
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace").strip(), True
+
+
 def _ask_on_terminal(call: Any) -> bool:
     """Ask on the controlling terminal (stdin may be the question); no terminal means no."""
-    question = f"run {call_text(call.name, call.arguments)}? [y/N] "
+    question = f"run {printable(call_text(call.name, call.arguments), one_line=True)}? [y/N] "
     try:
         with open("/dev/tty", "r+", encoding="utf-8") as tty:
             tty.write(question)
@@ -87,18 +120,28 @@ def _ask_on_terminal(call: Any) -> bool:
 async def run_turn(
     session: Any, prompt: str, route: str | None, as_json: bool, tools: bool | None = None, memory: bool | None = None
 ) -> int:
-    """Run one turn and render it; the exit code (0 done, 130 interrupted). A failed turn raises."""
+    """Run one turn and render it; the exit code (0 done, 130 interrupted). A failed turn raises.
+
+    SIGTERM and SIGHUP end the turn as Ctrl-C does (the partial answer is stored); the code is then
+    128 + the signal (143, 129) and one line on stderr says so.
+    """
     render = TurnPrinter(as_json)
+    code = 1
     try:
-        async with aclosing(session.turn(prompt, route=route, tools=tools, memory=memory)) as events:
-            async for event in events:
-                if isinstance(event, ApprovalRequested):
-                    session.approve(event.request_id, _ask_on_terminal(event))
-                elif (code := render(event)) is not None:
-                    return code
+        with StopSignals(session.cancel) as stop:
+            async with aclosing(session.turn(prompt, route=route, tools=tools, memory=memory)) as events:
+                async for event in events:
+                    if isinstance(event, ApprovalRequested):
+                        session.approve(event.request_id, _ask_on_terminal(event))
+                    elif (done := render(event)) is not None:
+                        code = done
+                        break
+            stop.note()
     finally:
         await session.aclose()
-    return 1
+        if render.gone:  # the terminal closed under us: nothing more can be shown
+            silence_stdout()
+    return stop.exit_code or code
 
 
 class TurnPrinter:
@@ -112,12 +155,27 @@ class TurnPrinter:
         self.as_json = as_json
         self.line_open = False  # stdout holds text not yet ended by a newline
         self.tool_events: list[dict[str, Any]] = []
+        self.gone = False  # stdout failed (the terminal closed, the pipe's reader left): write no more
 
     def _out(self, text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        """Write model text to stdout with its control characters made visible (terminal or pipe alike)."""
+        if self.gone:
+            return
+        try:
+            sys.stdout.write(printable(text))
+            sys.stdout.flush()
+        except OSError:  # EIO after SIGHUP, EPIPE when `| head` has read enough: the turn still ends and is stored
+            self.gone = True
+            return
         if text:
             self.line_open = not text.endswith("\n")
+
+    def _note(self, text: str) -> None:
+        """A line on stderr that may carry model or server text."""
+        try:
+            click.echo(printable(text), err=True)
+        except OSError:
+            pass
 
     def _end_line(self) -> None:
         if self.line_open:
@@ -129,7 +187,7 @@ class TurnPrinter:
             self.tool_events.append(event.to_dict())
             if not self.as_json:
                 self._end_line()
-                click.echo(line, err=True)
+                self._note(line)
         elif isinstance(event, TurnDone):
             return self._done(event)
         elif isinstance(event, TurnFailed):
@@ -143,23 +201,32 @@ class TurnPrinter:
             self._end_line()
             self._out(event.text)
         elif isinstance(event, RouteDecided) and event.decision.tier != event.decision.wanted:
-            click.echo(f"[{event.decision.reason}]", err=True)
+            self._note(f"[{event.decision.reason}]")
         elif isinstance(event, Escalated):  # the new answer's tokens follow the note
             self._end_line()
-            click.echo(event.note, err=True)
+            self._note(event.note)
         elif isinstance(event, Compacted):
-            click.echo(event.note, err=True)
+            self._note(event.note)
         return None
 
     def _done(self, event: TurnDone) -> int:
         note = (event.stats.memory or {}).get("note")
         if self.as_json:
-            click.echo(json.dumps({**answer_json(event), "tool_events": self.tool_events}, ensure_ascii=False))
+            click.echo(json_line({**answer_json(event), "tool_events": self.tool_events}))
         else:
             if note:
-                click.echo(f"[{note}]", err=True)
+                self._note(f"[{note}]")
             self._end_line()
         return 0 if event.stats.status == "ok" else 130
+
+
+#: characters json.dumps(ensure_ascii=False) leaves raw: DEL, C1 controls (0x9b is a CSI), lone surrogates
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\ud800-\udfff]")
+
+
+def json_line(value: Any) -> str:
+    """``value`` as one JSON line: readable UTF-8, every control character escaped (\\u001b, \\u009b)."""
+    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
 
 
 def answer_json(event: TurnDone) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
+import traceback
 from typing import Any, ClassVar
 
 import click
@@ -23,12 +24,18 @@ from slmchat.faces.cli.models import models
 from slmchat.faces.cli.route import route_group
 from slmchat.faces.cli.session_options import SessionChoice, open_session, session_options
 from slmchat.faces.cli.tools import tools_group
+from slmchat.faces.signals import say
+from slmchat.faces.terminal_text import printable
 from slmchat.infra.config import load_config
 from slmchat.infra.errors import SlmchatError
+from slmchat.infra.redact import redact
 
 
 class SlmchatGroup(click.Group):
-    """Turns user errors into one line on stderr (a traceback only with --debug).
+    """Turns user errors into one line on stderr (a traceback only with --debug, its keys masked).
+
+    Ctrl-C outside a turn ends the command with 130 and one line, never a traceback; Ctrl-C or
+    end of input at a question (click's "Aborted!") says which command stopped.
 
     Groups named in ``lazy`` are imported only when used: `slmchat eval` lives in the
     evaluation package, which the runtime never imports.
@@ -46,15 +53,41 @@ class SlmchatGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException):
+            raise
+        except click.exceptions.Abort as exc:  # Ctrl-C or Ctrl-D at click.prompt / click.confirm
+            say(f"aborted: `{_command(ctx)}` stopped at its question; nothing was changed")
+            ctx.exit(130 if isinstance(exc.__context__, KeyboardInterrupt) else 1)
+        except KeyboardInterrupt:
+            say(f"\n[interrupted: `{_command(ctx)}` stopped]")
+            ctx.exit(130)
         except SlmchatError as exc:
-            if ctx.params.get("debug"):
-                raise
-            click.echo(f"error: {exc.message}", err=True)
-            if exc.hint:
-                click.echo(f"  fix: {exc.hint}", err=True)
+            if debug:
+                _traceback(exc)
+            else:
+                say(f"error: {printable(exc.message)}")
+                if exc.hint:
+                    say(f"  fix: {printable(exc.hint)}")
             ctx.exit(exc.exit_code)
+        except Exception as exc:  # a bug: one line, or with --debug the traceback, masked either way
+            if debug:
+                _traceback(exc)
+            else:
+                say(f"error: unexpected error: {type(exc).__name__}: {printable(redact(str(exc)), one_line=True)}")
+                say("  fix: run again with --debug for the traceback, and report it")
+            ctx.exit(1)
+
+
+def _command(ctx: click.Context) -> str:
+    return " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
+
+
+def _traceback(exc: BaseException) -> None:
+    """The traceback Python would print, with keys masked (a server may echo one into an error)."""
+    say(printable(redact("".join(traceback.format_exception(exc)))).rstrip("\n"))
 
 
 @click.group(cls=SlmchatGroup, invoke_without_command=True)
@@ -80,8 +113,7 @@ def main(ctx: click.Context, debug: bool, choice: SessionChoice) -> None:
     if _wants_app():
         from slmchat.faces.tui.run import run_app
 
-        run_app(lambda: open_session(ctx, choice), debug=debug)
-        return
+        ctx.exit(run_app(lambda: open_session(ctx, choice), debug=debug))
     _run_repl(ctx, choice)
 
 
@@ -93,9 +125,10 @@ def _wants_app() -> bool:
 
 
 def _run_repl(ctx: click.Context, choice: SessionChoice) -> None:
+    """The plain chat; exits 128 + the signal when SIGTERM or SIGHUP ended it."""
     from slmchat.faces.repl import run_repl
 
-    asyncio.run(run_repl(open_session(ctx, choice)))
+    ctx.exit(asyncio.run(run_repl(open_session(ctx, choice))))
 
 
 @click.command("repl")
