@@ -112,3 +112,33 @@ def test_ambiguous_or_unknown_ids(tmp_path: Path) -> None:
         store.find_conversation("")  # an empty prefix would match every conversation
     with pytest.raises(SlmchatError, match="no conversation"):
         store.find_conversation("%")  # LIKE wildcards are literal
+
+
+def test_a_begun_turn_reads_as_interrupted_until_it_is_completed_in_place(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    turn_id = store.begin_turn("c1", "What is 2+2?", "small", "llamacpp:smollm2", "auto")
+    (row,) = store.turns("c1")
+    assert (row["id"], row["user_text"], row["answer"], row["status"]) == (turn_id, "What is 2+2?", "", "interrupted")
+    assert store.conversations()[0].title == "What is 2+2?" and store.call_rows() == []  # no usage yet
+    assert store.save_turn(record("c1", "What is 2+2?", turn_id=turn_id)) == turn_id
+    (row,) = store.turns("c1")
+    assert row["answer"] == "hello" and row["status"] == "ok" and row["completion_tokens"] == 3
+    assert [e["kind"] for e in store.events(turn_id)] == ["route_decided", "turn_done"]
+
+
+def test_the_stored_error_is_redacted(tmp_path: Path) -> None:
+    key = "sk-" + "Zy9Xw8Vu7Ts6Rq5Po4Nm3" * 2
+    store = Store(tmp_path / "s.db")
+    store.save_turn(record("c1", status="failed", answer="", usage=None, error=f"401: Incorrect API key {key}"))
+    assert store.turns("c1")[0]["error"] == "401: Incorrect API key [redacted]"
+
+
+def test_a_read_only_store_reads_without_creating_or_migrating(tmp_path: Path) -> None:
+    missing = Store(tmp_path / "none" / "s.db", readonly=True)
+    assert missing.conversations() == [] and not (tmp_path / "none").exists()
+    writer = Store(tmp_path / "s.db")
+    writer.save_turn(record("c1"))
+    reader = Store(tmp_path / "s.db", readonly=True)
+    assert [r.id for r in reader.conversations()] == ["c1"]
+    with pytest.raises(SlmchatError, match="opened read-only: the verdict was not saved"):
+        reader.set_feedback(reader.latest_turn_id() or 0, True)

@@ -205,6 +205,8 @@ class Store:
     @contextmanager
     def _writing(self, consequence: str) -> Iterator[None]:
         """Turn a disk or database failure while writing into a ``StorageError`` that names it."""
+        if self.readonly:
+            raise SlmchatError(f"{self.path} was opened read-only: {consequence}", "open the Store without readonly")
         try:
             yield
         except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
