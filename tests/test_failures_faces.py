@@ -14,6 +14,8 @@ import json
 import os
 import re
 import select
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,7 +35,7 @@ from click.testing import CliRunner
 from slmchat.faces.cli import SlmchatGroup
 from slmchat.faces.cli.ask import run_turn
 from slmchat.testing import scripted_session
-from tests.helpers import assert_key_absent, chat, slmchat, write_config
+from tests.helpers import assert_key_absent, chat, slmchat, wait_until, write_config
 
 #: an answer that would retitle the window, write the clipboard and clear the screen if obeyed
 HOSTILE = "Sure.\x1b]0;pwned\x07 Copied\x1b]52;c;ZWNobyBoaQ==\x07 and\x1b[2J\x1b[H done\x9b2J."
@@ -370,3 +372,26 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_only_with_debug() -> 
     assert debug.stderr.startswith("Traceback (most recent call last):")
     assert debug.stderr.endswith("RuntimeError: the server said: Bearer [redacted]\n")
     assert KEY not in plain.stderr + debug.stderr
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_in_a_real_terminal_an_answer_cannot_retitle_the_window(tmp_path: Path) -> None:
+    socket_name = f"slmchat-test-{os.getpid()}"
+    tmux = ["tmux", "-L", socket_name]
+    done = tmp_path / "done"
+    with openai_server(HOSTILE) as url:
+        large_tier(tmp_path, url)
+        env = " ".join(
+            f"{k}={shlex.quote(v)}" for k, v in os.environ.items() if k.startswith(("SLMCHAT_", "HF_", "PYTHON"))
+        )
+        ask = f"env {env} MY_LARGE_KEY={KEY} {sys.executable} -m slmchat ask --route large hi"
+        command = f"{ask}; touch {done}; sleep 60"  # the pane stays open to be read
+        subprocess.run([*tmux, "new-session", "-d", "-x", "100", "-y", "20", command], check=True)
+        try:
+            assert wait_until(done.exists, timeout=90), "the answer did not finish"
+            title = subprocess.run([*tmux, "display", "-p", "#{pane_title}"], capture_output=True, text=True).stdout
+            screen = subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True, text=True).stdout
+        finally:
+            subprocess.run([*tmux, "kill-server"], check=False)
+    assert "pwned" not in title
+    assert "Sure.␛]0;pwned␇ Copied" in screen  # shown, with the screen not cleared
