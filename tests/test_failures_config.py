@@ -186,13 +186,7 @@ def test_a_long_config_value_is_shortened_in_the_error() -> None:
 # -- 10a: an empty model name ---------------------------------------------------------------
 
 
-NEEDS_H2 = pytest.mark.xfail(
-    strict=True,
-    reason="needs faces/cli/session_options.py (H2): `if choice.model is not None:` instead of `if choice.model:`",
-)
-
-
-@pytest.mark.parametrize("name", [pytest.param("", marks=NEEDS_H2), "  "])
+@pytest.mark.parametrize("name", ["", "  "])
 def test_an_empty_model_option_is_an_error(name: str) -> None:
     stderr = _one_error(slmchat("ask", "-m", name, "hi"))
     assert "the model name is empty" in stderr and "or leave out -m" in stderr

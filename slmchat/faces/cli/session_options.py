@@ -80,7 +80,7 @@ def open_session(ctx: click.Context, choice: SessionChoice, **kwargs: Any) -> An
         resume_latest=bool(choice.resume) and choice.cid is None,
         **kwargs,
     )
-    if choice.model:
+    if choice.model is not None:  # -m "" reaches set_model and is refused there
         try:
             session.set_model("small", choice.model)
         except Exception:
