@@ -100,10 +100,11 @@ class RouteCalls:
             window = cfg.context_tokens + cfg.max_tokens
         texts = [t for t in (self.config.system_prompt, text) if t]
         overhead = PER_MESSAGE_OVERHEAD * len(texts) + TEMPLATE_TOKENS
-        if backend is not None and not backend.count_tokens("a")[1]:  # the model's own tokenizer
-            return Fit(tier, sum(backend.count_tokens(t)[0] for t in texts) + overhead, window, cfg.max_tokens)
         cautious = sum(cautious_tokens(t) for t in texts) + overhead
         least = sum(generous_tokens(t) for t in texts) + overhead
+        hopeless = window is not None and least > 2 * window  # a pasted megabyte: not worth the tokenizer's time
+        if backend is not None and not hopeless and not backend.count_tokens("a")[1]:  # the model's own tokenizer
+            return Fit(tier, sum(backend.count_tokens(t)[0] for t in texts) + overhead, window, cfg.max_tokens)
         return Fit(tier, cautious, window, cfg.max_tokens, least)
 
     def budget(self) -> list[BudgetUse]:

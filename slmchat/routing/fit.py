@@ -147,10 +147,13 @@ def place(
     too small itself: then ``ContextOverflow``. An answer that only fits shortened stays small
     when the large tier is not an option, and the reason says so.
     """
+    moved = f"{small.why_not()}, so the large tier answers"
     if decision.tier == "large":
         if large is not None and large.too_long:
             raise ContextOverflow(large)
-        return decision
+        if small.fits or decision.override is not None:
+            return decision
+        return replace(decision, reason=f"{decision.reason}; {moved}")  # the score agreed: say it had to
     if small.fits:
         return decision
     forced = decision.override is Route.SMALL
@@ -165,5 +168,5 @@ def place(
         decision,
         tier="large",
         model=models["large"] or "",
-        reason=f"{decision.reason}; {small.why_not()}, so the large tier answers",
+        reason=f"{decision.reason}; {moved}",
     )
