@@ -272,8 +272,7 @@ class Session(Answering, RouteCalls, EventChannel, SyncCalls):
         def failed(turn_id: int | None) -> TurnFailed:
             return TurnFailed(message, hint, turn.text_so_far, self.conversation_id, turn_id)
 
-        closing = await self._save(turn, "failed", message, lambda tid, _stats: failed(tid), unsaved=failed)
-        return closing  # type: ignore[no-any-return]
+        return await self._save(turn, "failed", message, lambda tid, _stats: failed(tid), unsaved=failed)
 
     def _begin(self, turn: TurnState) -> None:
         """Write the question ahead of the answer; a disk problem here is told when the turn ends."""
