@@ -163,10 +163,10 @@ def test_search_ranks_the_relevant_fact_first(store: MemoryStore) -> None:
     assert store.search("", k=3) == [] and store.search(None) == []
 
 
-def test_recency_breaks_ties_in_favour_of_the_newer_fact(store: MemoryStore) -> None:
-    now = 1_800_000_000.0
-    old = store.add("The user is learning Japanese", "fact", now=now - 60 * DAY)
-    new = store.add("The user is learning Japanese", "fact", now=now - 1 * DAY)
+def test_recency_breaks_ties_in_favour_of_the_newer_memory(store: MemoryStore) -> None:
+    now = 1_800_000_000.0  # two exchanges with one text (the same fact twice is one record: its id is its text)
+    old = store.add("The user is learning Japanese", "exchange", now=now - 60 * DAY)
+    new = store.add("The user is learning Japanese", "exchange", now=now - 1 * DAY)
     hits = store.search("Which language am I learning?", k=2, now=now, recency_weight=0.1, half_life_days=30)
     assert [hit.item.id for hit in hits] == [new.id, old.id]
     assert hits[0].similarity == pytest.approx(hits[1].similarity, abs=1e-5)

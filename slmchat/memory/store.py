@@ -19,6 +19,7 @@ connection in this process would drop Chroma's own locks when it closed), and gi
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -37,13 +38,16 @@ from slmchat.memory.chroma_guard import (
     quietly,
     unavailable,
 )
-from slmchat.memory.connect import connect_embedded, connect_server
+from slmchat.memory.connect import SQLITE_FILE, connect_embedded, connect_server
 from slmchat.memory.embedding_function import SlmchatMiniLM
-from slmchat.memory.rows import KINDS, check_kind, check_text, validate_rows
+from slmchat.memory.rows import KINDS, check_kind, check_text, fact_id, validate_rows
 from slmchat.memory.types import Hit, Kind, MemoryItem, MemoryUnavailable
 
 #: seconds to wait for another process's database lock, or for a server to answer a connection
 DEFAULT_TIMEOUT = 5.0
+#: rows written per Chroma call on import: embedding them takes a few seconds, so Ctrl-C is answered soon
+#: and memory stays small (the ONNX model embeds them 32 at a time)
+IMPORT_BATCH = 128
 #: metadata keys that may be absent; written as None on replace so Chroma drops an old value
 _OPTIONAL_KEYS = ("conversation_id", "turn_id", "confidence")
 
@@ -75,6 +79,7 @@ class MemoryStore:
         self._probe = lock_probe
         self._lock = threading.RLock()
         self._closed = False
+        self._file = _identity(path / SQLITE_FILE) if path is not None else None
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -125,13 +130,18 @@ class MemoryStore:
         confidence: float | None = None,
         now: float | None = None,
     ) -> MemoryItem:
-        """Store a new fact or exchange; its id is a fresh uuid4 hex."""
+        """Store a new fact or exchange.
+
+        An exchange's id is a fresh uuid4 hex. A fact's id comes from its text (``fact_id``), and it is
+        written with upsert: two processes that both found the fact new store it once, not twice.
+        """
         check_kind(kind)
         stamp = _stamp(now)
+        text = check_text(text)
         item = MemoryItem(
-            id=uuid.uuid4().hex,
+            id=fact_id(text) if kind == "fact" else uuid.uuid4().hex,
             kind=kind,
-            text=check_text(text),
+            text=text,
             created_at=stamp,
             updated_at=stamp,
             conversation_id=conversation_id,
@@ -140,7 +150,10 @@ class MemoryStore:
             confidence=confidence,
         )
         with self._operation("store a memory"):
-            self._collections[kind].add(ids=[item.id], documents=[item.text], metadatas=[item.metadata()])
+            if kind == "fact":
+                self._collections[kind].upsert(ids=[item.id], documents=[item.text], metadatas=[_full_metadata(item)])
+            else:
+                self._collections[kind].add(ids=[item.id], documents=[item.text], metadatas=[item.metadata()])
         return item
 
     def update(
@@ -192,30 +205,52 @@ class MemoryStore:
         """Store exported rows, keeping their ids and timestamps (an existing id is replaced).
 
         Every row is checked first; one bad row raises SlmchatError naming it and nothing is written.
+        For a file, ``slmchat.memory.importer`` does the same in bounded memory.
         """
         items = validate_rows(rows)
+        for start in range(0, len(items), IMPORT_BATCH):
+            self.write_items(items[start : start + IMPORT_BATCH])
+        return len(items)
+
+    def write_items(self, items: Sequence[MemoryItem]) -> int:
+        """Write items as they are (ids, timestamps), replacing any with the same id; returns how many changed.
+
+        An item stored exactly so already is left alone, not embedded again: running an interrupted
+        import again skips what the first run wrote. An id stored under the other kind moves.
+        """
         if not items:
             return 0
+        changed = 0
         with self._operation("import memories"):
-            batch = max(1, min(int(self._client.get_max_batch_size()), 1000))
+            stored = self._stored(items)
             for kind in KINDS:
-                mine = [item for item in items if item.kind == kind]
+                mine = [item for item in items if item.kind == kind and stored.get(item.id) != item]
                 if not mine:
                     continue
-                ids = [item.id for item in mine]
-                for other_kind, other in self._collections.items():  # an id moving between kinds
-                    if other_kind != kind:
-                        moved = other.get(ids=ids, include=[])["ids"]
-                        if moved:
-                            other.delete(ids=list(moved))
-                for start in range(0, len(mine), batch):
-                    chunk = mine[start : start + batch]
-                    self._collections[kind].upsert(
-                        ids=[item.id for item in chunk],
-                        documents=[item.text for item in chunk],
-                        metadatas=[_full_metadata(item) for item in chunk],
-                    )
-        return len(items)
+                moved = [item.id for item in mine if item.id in stored and stored[item.id].kind != kind]
+                if moved:
+                    self._collections["exchange" if kind == "fact" else "fact"].delete(ids=moved)
+                self._collections[kind].upsert(
+                    ids=[item.id for item in mine],
+                    documents=[item.text for item in mine],
+                    metadatas=[_full_metadata(item) for item in mine],
+                )
+                changed += len(mine)
+        return changed
+
+    def count_stored(self, items: Sequence[MemoryItem]) -> int:
+        """How many of ``items`` are stored exactly so (after an import was cut short)."""
+        with self._operation("read memories"):
+            stored = self._stored(items)
+        return sum(1 for item in items if stored.get(item.id) == item)
+
+    def _stored(self, items: Sequence[MemoryItem]) -> dict[str, MemoryItem]:
+        ids = list(dict.fromkeys(item.id for item in items))
+        stored: dict[str, MemoryItem] = {}
+        for collection in self._collections.values():
+            found = collection.get(ids=ids, include=["documents", "metadatas"])
+            stored.update((old.id, old) for old in _items(found["ids"], found["documents"], found["metadatas"]))
+        return stored
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -299,6 +334,7 @@ class MemoryStore:
         with self._lock:
             if self._closed:
                 raise MemoryUnavailable(f"the memory store at {self.where} is closed", "open it again")
+            self._check_still_there()
             try:
                 if self._probe is not None:
                     self._probe.wait(self.timeout, self.where)
@@ -306,7 +342,22 @@ class MemoryStore:
             except SlmchatError:
                 raise
             except Exception as exc:
+                self._check_still_there()
                 raise unavailable(exc, self.where, server=self.url is not None, action=action) from exc
+
+    def _check_still_there(self) -> None:
+        """MemoryUnavailable when the database file this store opened was deleted or replaced.
+
+        Chroma keeps using a deleted file's open handle: reads go on, writes fail with "attempt to
+        write a readonly database". Saying that the folder went away tells the user what happened.
+        """
+        if self._file is None or self.path is None:
+            return
+        if _identity(self.path / SQLITE_FILE) != self._file:
+            raise MemoryUnavailable(
+                f"the memory folder {self.path} was deleted while slmchat ran: memory is off for this session",
+                "nothing to do: it starts fresh the next time slmchat starts",
+            )
 
     def _get(self, id: str) -> MemoryItem | None:
         for collection in self._collections.values():
@@ -360,6 +411,15 @@ class MemoryStore:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _identity(file: Path) -> tuple[int, int] | None:
+    """The file's device and inode: a file deleted and made again is another file."""
+    try:
+        stat = os.stat(file)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _stamp(now: float | None) -> float:

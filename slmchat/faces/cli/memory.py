@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
+from slmchat.faces.terminal_text import printable
 from slmchat.infra.errors import SlmchatError
+
+#: characters json.dumps(ensure_ascii=False) leaves raw that a terminal may obey (DEL, C1 controls such
+#: as the one-byte CSI) or that cannot be encoded (lone surrogates): written as \uXXXX escapes instead
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\ud800-\udfff]")
 
 
 def _store() -> Any:
+    """The configured memory store (a context manager that closes it)."""
     from slmchat.infra.config import load_config
     from slmchat.memory.store import MemoryStore
 
@@ -26,14 +37,22 @@ def _when(ts: float) -> str:
 
 
 def _line(row: dict[str, Any]) -> str:
-    source = f"turn {row['turn_id']}" if row.get("turn_id") is not None else row.get("source", "")
+    """One table row; stored text is data, so control characters and newlines are shown, not obeyed."""
+    source = f"turn {row['turn_id']}" if row.get("turn_id") is not None else str(row.get("source", ""))
     score = f"  ({row['similarity']:.2f})" if "similarity" in row else ""
-    return f"{row['id'][:12]}  {row['kind']:<8} {_when(row['updated_at'])}  {source:<10} {row['text']}{score}"
+    cells = [printable(str(cell), one_line=True) for cell in (row["id"][:12], row["kind"], source, row["text"])]
+    return f"{cells[0]}  {cells[1]:<8} {_when(row['updated_at'])}  {cells[2]:<10} {cells[3]}{score}"
+
+
+def _json(data: Any) -> str:
+    """JSON that is safe on a terminal and encodable: json escapes C0 controls, this the rest."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def _echo(rows: list[dict[str, Any]], as_json: bool, empty: str) -> None:
     if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        click.echo(_json(rows))
     elif not rows:
         click.echo(empty)
     else:
@@ -102,7 +121,7 @@ def _resolve(store: Any, ids: tuple[str, ...]) -> list[str]:
 )
 def export(output: Path | None) -> None:
     """Everything remembered, as JSON (to back up, or move to another machine)."""
-    text = json.dumps(_store().export(), indent=2, ensure_ascii=False)
+    text = _json(_store().export())
     if output is None:
         click.echo(text)
         return
@@ -115,16 +134,80 @@ def export(output: Path | None) -> None:
 
 @memory_group.command("import")
 @click.argument("source", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
-def import_memories(source: Path) -> None:
-    """Add memories from a file made by `slmchat memory export` ("-" for stdin); ids are kept."""
+@click.pass_context
+def import_memories(ctx: click.Context, source: Path) -> None:
+    """Add memories from a file made by `slmchat memory export`, or JSON lines ("-" for stdin); ids are kept.
+
+    Every row is checked before any is written. Stopped half way (Ctrl-C), the same command run
+    again goes on where it stopped: rows already stored are skipped.
+    """
+    from slmchat.memory.importer import FileImport
+
+    job: FileImport | None = None
     try:
-        text = sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SlmchatError(f"cannot read {source}: {exc.strerror or exc}", "check the path") from exc
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SlmchatError(f"{source} is not JSON: {exc}", "give a file made by `slmchat memory export`") from exc
-    if not isinstance(rows, list):
-        raise SlmchatError(f"{source} holds no list of memories", "give a file made by `slmchat memory export`")
-    click.echo(f"imported {_store().import_items(rows)}")
+        with _opener(source) as (open_file, name):
+            job = FileImport(open_file, name)
+            rows = job.check()
+            with _store() as store:
+                with _progress(rows) as advance:
+                    report = job.write(store, advance)
+    except KeyboardInterrupt:
+        if job is not None and job.done:
+            said = f"{job.done} of {job.rows} rows written; run the same command again to add the rest"
+        else:
+            said = "nothing was written"
+        click.echo(f"import interrupted: {said}", err=True)
+        ctx.exit(130)
+    already = f" ({report.unchanged} were already there)" if report.unchanged else ""
+    click.echo(f"imported {report.rows}{already}")
+
+
+@contextmanager
+def _opener(source: Path) -> Iterator[tuple[Callable[[], IO[bytes]], str]]:
+    """A function that opens ``source`` for reading bytes, and its name; stdin is copied to a temporary file."""
+    if str(source) == "-":
+        with tempfile.TemporaryFile() as copy:
+            shutil.copyfileobj(sys.stdin.buffer, copy, 1 << 20)
+
+            def reopen() -> IO[bytes]:
+                copy.seek(0)
+                return _Unclosed(copy)  # type: ignore[return-value]
+
+            yield reopen, "stdin"
+        return
+
+    def open_file() -> IO[bytes]:
+        try:
+            return source.open("rb")
+        except OSError as exc:
+            raise SlmchatError(f"cannot read {source}: {exc.strerror or exc}", "check the path") from exc
+
+    yield open_file, str(source)
+
+
+class _Unclosed:
+    """The stdin copy for one pass: closing it (the end of a pass) leaves the copy open for the next."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def __enter__(self) -> _Unclosed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@contextmanager
+def _progress(rows: int) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr for an import of more than one batch, when stderr is a terminal."""
+    from slmchat.memory.store import IMPORT_BATCH
+
+    if rows <= IMPORT_BATCH or not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=rows, label="importing", file=sys.stderr, show_pos=True) as bar:
+        yield bar.update
