@@ -168,6 +168,18 @@ def test_the_long_context_signal_starts_where_the_small_window_ends(small_backen
     assert asyncio.run(scenario(24)) == 0
 
 
+def test_near_the_window_the_small_model_is_loaded_to_count_exactly() -> None:
+    """Bytes cannot tell whether 1,920 words fit 2,048 tokens with a 100-token answer; the tokenizer can."""
+
+    async def scenario() -> tuple[str, bool]:
+        async with Session(small_config(max_tokens=100)) as session:  # not loaded yet
+            decision = await session.preview_route(words(1920) + "\nWhich word comes first?")
+            return decision.reason, session.tiers.loaded("small") is not None
+
+    reason, loaded = asyncio.run(scenario())
+    assert loaded and "the answer is limited to 94 tokens" in reason
+
+
 # -- the prompt as built (tools, memory) does not fit -----------------------------------------
 
 

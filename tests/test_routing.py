@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from slmchat.infra.backends.base import Message
-from slmchat.routing import Route, RouteContext, Router
+from slmchat.routing import Route, RouteContext, RouteDecision, Router
 from slmchat.routing.factors import DOMAINS, all_factors, complexity_factors, count_intents
+from slmchat.routing.fit import ContextOverflow, Fit, place, refuse_early
 from slmchat.routing.scorer import PRIOR_WEIGHTS, RouterWeights, Scorer
 
 FACTORS_ONLY = RouterWeights(
@@ -134,3 +135,60 @@ def test_a_broken_embedding_model_routes_on_the_factors_alone(small_backend) -> 
     decision = events[0].decision
     assert decision.reason.endswith("(learned part off: the embedding model file is missing)")
     assert decision.factors["learned"] == 0 and events[-1].stats.status == "ok"
+
+
+# -- the size check: routing.fit ---------------------------------------------------------------
+
+
+def fits(tier: str, prompt: int, window: int | None = 2048, max_tokens: int = 512, least: int | None = None) -> Fit:
+    return Fit(tier, prompt, window, max_tokens, least)  # type: ignore[arg-type]
+
+
+def decided(tier: str = "small", override: Route | None = None) -> RouteDecision:
+    return RouteDecision(tier, tier, BOTH[tier] or "", "simple request", override=override)  # type: ignore[arg-type]
+
+
+def test_a_question_that_fits_keeps_the_routers_decision() -> None:
+    assert place(decided(), fits("small", 1000), None, SMALL_ONLY) == decided()
+    assert place(decided(), fits("small", 9000, window=None), None, SMALL_ONLY) == decided()  # window not known
+
+
+def test_a_question_too_long_for_small_goes_large_and_says_why() -> None:
+    moved = place(decided(), fits("small", 3031), fits("large", 3031, window=None), BOTH)
+    assert (moved.tier, moved.wanted, moved.model) == ("large", "small", "openai:big")
+    assert moved.reason == (
+        "simple request; the question is 3,031 tokens and the small model's window is 2,048, so the large tier answers"
+    )
+
+
+def test_no_way_out_raises_with_the_size_the_limit_and_the_ways_out() -> None:
+    with pytest.raises(ContextOverflow) as raised:
+        place(decided(), fits("small", 3031), None, SMALL_ONLY)
+    assert raised.value.message == (
+        "the question is 3,031 tokens and the small model's window is 2,048 (no large tier is configured); "
+        "nothing was saved"
+    )
+    assert raised.value.hint == (
+        "shorten the question, raise n_ctx ([small] options = { n_ctx = 8192 }), or configure a [large] tier"
+    )
+    with pytest.raises(ContextOverflow, match="spend cap"):
+        place(decided(), fits("small", 3031), fits("large", 3031, window=None), BOTH, "the spend cap is reached")
+    with pytest.raises(ContextOverflow, match="large model's window is 2,048"):
+        place(decided("large"), fits("small", 3031), fits("large", 3031), BOTH)
+
+
+def test_a_tight_question_is_cut_to_the_room_left_only_when_that_is_known() -> None:
+    limited = place(decided(), fits("small", 1900), None, SMALL_ONLY)
+    assert limited.tier == "small" and limited.reason.endswith(
+        "the answer is limited to 148 tokens to fit the small model's window of 2,048"
+    )
+    guessed = fits("small", 1900, least=950)  # estimated: how much room is left is not known
+    assert place(decided(), guessed, None, SMALL_ONLY) == decided()
+
+
+def test_an_estimate_refuses_only_what_surely_does_not_fit() -> None:
+    assert not fits("small", 3000, least=1500).too_long and fits("small", 3000, least=1990).too_long
+    assert "about 2,250 tokens" in fits("small", 3000, least=1500).why_not()
+    refuse_early(Route.SMALL, fits("small", 3000, least=1500), None)  # may fit: the call's own check decides
+    with pytest.raises(ContextOverflow, match=r"you chose the small tier"):
+        refuse_early(Route.SMALL, fits("small", 300_000, least=150_000), None)

@@ -147,15 +147,13 @@ def place(
     too small itself: then ``ContextOverflow``. An answer that only fits shortened stays small
     when the large tier is not an option, and the reason says so.
     """
-    moved = f"{small.why_not()}, so the large tier answers"
-    if decision.tier == "large":
-        if large is not None and large.too_long:
-            raise ContextOverflow(large)
-        if small.fits or decision.override is not None:
-            return decision
-        return replace(decision, reason=f"{decision.reason}; {moved}")  # the score agreed: say it had to
-    if small.fits:
+    if decision.tier == "large" and large is not None and large.too_long:
+        raise ContextOverflow(large)
+    if small.fits:  # also when the small window is not known
         return decision
+    moved = f"{small.why_not()}, so the large tier answers"
+    if decision.tier == "large":  # the score agreed: say it had to (a user's choice needs no reason)
+        return decision if decision.override is not None else replace(decision, reason=f"{decision.reason}; {moved}")
     forced = decision.override is Route.SMALL
     if forced or large is None or models.get("large") is None or blocked:
         if not small.too_long:  # the answer is cut to the room left (an estimate cannot say how much)
