@@ -42,6 +42,11 @@ def export_file(path: Path, count: int, *, words: int = 40) -> Path:
     return path
 
 
+def ctrl_c_works() -> None:
+    """In the child: SIGINT as in a terminal, even when the tests run where it is ignored (a background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def read_terminal(terminal: int, wait: float) -> bytes:
     """What the program wrote to its terminal within ``wait`` seconds (EIO: it has closed its end)."""
     read = b""
@@ -71,7 +76,8 @@ def test_ctrl_c_during_an_import_says_how_far_it_got_and_the_same_command_finish
     source = export_file(isolated_dirs / "memories.json", rows, words=6)
     command = [sys.executable, "-m", "slmchat", "memory", "import", str(source)]
     terminal, stderr_end = pty.openpty()  # stderr is a terminal: the progress bar shows
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_end)
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_end,
+                               preexec_fn=ctrl_c_works)  # fmt: skip
     os.close(stderr_end)
     shown = b""
     deadline = time.monotonic() + 300
@@ -100,7 +106,7 @@ def test_ctrl_c_during_an_import_says_how_far_it_got_and_the_same_command_finish
 def test_ctrl_c_while_the_file_is_being_read_writes_nothing(isolated_dirs: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "slmchat", "memory", "import", "-"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=ctrl_c_works,
     )  # fmt: skip
     assert process.stdin is not None
     row = json.dumps({"kind": "fact", "text": "The user likes tea"}) + "\n"
