@@ -212,6 +212,9 @@ def test_a_fact_has_one_id_whatever_its_case_spacing_and_full_stop(tmp_path: Pat
         first = store.add("The user likes tea", "fact")
         again = store.add("the user  likes TEA.", "fact")
         assert again.id == first.id and store.count() == 1 and store.get(first.id) == again
+        store.update(first.id, "The user likes coffee")  # the record keeps its id, now with another text
+        tea = store.add("The user likes tea", "fact")
+        assert tea.id != first.id and [item.text for item in store.items("fact")] == [tea.text, "The user likes coffee"]
         one, other = store.add("User: hi", "exchange"), store.add("User: hi", "exchange")
         assert one.id != other.id and store.count("exchange") == 2  # two exchanges are two events
 

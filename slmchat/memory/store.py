@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -151,6 +152,9 @@ class MemoryStore:
         )
         with self._operation("store a memory"):
             if kind == "fact":
+                held = self._collections[kind].get(ids=[item.id], include=["documents"])
+                if held["ids"] and fact_id((held["documents"] or [""])[0] or "") != item.id:
+                    item = replace(item, id=uuid.uuid4().hex)  # that record was updated to another text: keep it
                 self._collections[kind].upsert(ids=[item.id], documents=[item.text], metadatas=[_full_metadata(item)])
             else:
                 self._collections[kind].add(ids=[item.id], documents=[item.text], metadatas=[item.metadata()])
