@@ -24,7 +24,6 @@ from slmchat.engine.session import Session
 from slmchat.infra import paths
 from slmchat.infra.config import Config, TierConfig
 from slmchat.infra.store import Store
-from slmchat.routing.fit import ContextOverflow
 from slmchat.tools.registry import Toolbox
 from tests.helpers import chat, free_port, serve, slmchat, small_config, write_config
 
@@ -68,13 +67,10 @@ def run_turn(config: Config, text: str, backends: dict[str, Any] | None = None, 
 def refusal(config: Config, text: str, backends: dict[str, Any] | None = None, **kwargs: Any) -> tuple[str, str]:
     """The error and fix of a turn refused before it started, so before anything was stored.
 
-    Routing raises ``ContextOverflow``; a session that turns that into an event yields one
-    ``TurnFailed`` with no turn id instead. Either way: no answer, no stored turn.
+    Routing raises ``ContextOverflow`` and the session yields it as the turn's only event, a
+    ``TurnFailed`` with no turn id: no answer, no stored turn.
     """
-    try:
-        events = run_turn(config, text, backends, **kwargs)
-    except ContextOverflow as exc:
-        return exc.message, exc.hint or ""
+    events = run_turn(config, text, backends, **kwargs)
     assert len(events) == 1 and isinstance(events[0], TurnFailed) and events[0].turn_id is None, events
     return events[0].error, events[0].hint or ""
 
@@ -218,11 +214,6 @@ def test_a_prompt_that_does_not_fit_the_small_window_is_answered_large(small_bac
 # -- the faces --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="routing raises the refusal out of Session.turn, which ends the chat; the session must yield it as a "
-    "TurnFailed with no turn id (a change to session.py, described in H5's report). Remove this mark with it.",
-)
 def test_the_chat_says_what_does_not_fit_and_goes_on(small_backend: Any) -> None:
     session = Session(small_config(), backends={"small": small_backend})
     printed = chat(session, words(3000) + "\nWhat is the capital of France?\n/quit\n")

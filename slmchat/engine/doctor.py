@@ -224,7 +224,9 @@ def check_history() -> Check:
         from slmchat.infra.store import Store
 
         Store(paths.database_file()).close()
-    except (SlmchatError, OSError) as exc:
+    except SlmchatError as exc:  # each storage problem (full, read-only, no permission, damaged) has its own fix
+        return Check("history", "fail", exc.message, exc.hint)
+    except OSError as exc:
         return Check("history", "fail", str(exc), f"check that {paths.data_dir()} is writable")
     return Check("history", "ok", str(paths.database_file()))
 

@@ -216,7 +216,16 @@ class Session(Answering, RouteCalls, EventChannel, SyncCalls):
         started = time.perf_counter()
         route = Route(route) if route is not None else self.route
         cancel = self._cancel = CancelToken()
-        decision, embedding = await asyncio.to_thread(self._route, text, route)
+        try:
+            decision, embedding = await self._decide(text, route)
+        except SlmchatError as refused:  # too long for every tier it may use: refused before anything is stored
+            if self.debug:
+                raise
+            self._cancel = None
+            failed = TurnFailed(refused.message, refused.hint, "", self.conversation_id, None)
+            self._publish(failed)
+            yield failed
+            return
         turn = TurnState(
             text, decision, started, embedding=embedding, ran_on=decision.tier, system=self.config.system_prompt
         )

@@ -180,7 +180,11 @@ def load_config(path: Path | None = None) -> Config:
     """Read, overlay the environment, validate. A missing file means all defaults."""
     path = path or paths.config_file()
     data: dict[str, Any] = {}
-    if path.exists():
+    try:
+        present = path.exists()
+    except OSError as exc:  # a folder on the way that may not be entered
+        raise paths.os_problem(exc, path, "cannot read the config", "config") from exc
+    if present:
         data = _read(path)
     overrides = _env_overrides()
     from_file = set(_paths(data))
@@ -346,6 +350,9 @@ def write_template(path: Path | None = None, force: bool = False) -> Path:
     path = path or paths.config_file()
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists", "edit it, or pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(TEMPLATE, encoding="utf-8")
+    paths.ensure_dir(path.parent, "config")  # a file in the folder's place is named, not a traceback
+    try:
+        path.write_text(TEMPLATE, encoding="utf-8")
+    except OSError as exc:
+        raise paths.os_problem(exc, path, "cannot write the config", "config") from exc
     return path

@@ -58,6 +58,7 @@ from slmchat.faces.tui.themes import pick_theme, register_themes, save_theme_cho
 from slmchat.faces.tui.turn_view import SessionTotals, TurnView
 from slmchat.infra.config import Config
 from slmchat.infra.errors import SlmchatError
+from slmchat.infra.redact import redact
 from slmchat.routing import Route
 
 if TYPE_CHECKING:  # only annotations: the session's modules load in the thread that builds it
@@ -221,9 +222,9 @@ class SlmchatApp(KeyActions, App[None]):
         if self.debug_log is not None:
             self.debug_log.parent.mkdir(parents=True, exist_ok=True)
             with self.debug_log.open("a", encoding="utf-8") as log:
-                log.write("".join(traceback.format_exception(exc)))
+                log.write(redact("".join(traceback.format_exception(exc))))  # a server may echo a key
             where = f"traceback in {self.debug_log}"
-        await self.note(f"unexpected error: {type(exc).__name__}: {exc} ({where})", "error")
+        await self.note(redact(f"unexpected error: {type(exc).__name__}: {exc} ({where})"), "error")
 
     # -- input -------------------------------------------------------------------------------------
 
