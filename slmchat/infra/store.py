@@ -1,9 +1,8 @@
-"""Conversations, turns, events and usage in SQLite (WAL), with numbered migrations."""
+"""Conversations, turns, events and usage in SQLite (WAL); the schema is in store_schema, the errors in store_errors."""
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -17,70 +16,13 @@ from typing import Any
 from slmchat.infra import paths
 from slmchat.infra.errors import SlmchatError
 from slmchat.infra.redact import redact
+from slmchat.infra.store_errors import StorageError, storage_error
+from slmchat.infra.store_schema import MIGRATIONS, migrate
 
-#: Numbered migrations; the position in this list + 1 is the schema version (PRAGMA user_version).
-#: Never edit one that has shipped: append a new one.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE conversations (
-        id TEXT PRIMARY KEY,
-        title TEXT NOT NULL DEFAULT '',
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE turns (
-        id INTEGER PRIMARY KEY,
-        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-        user_text TEXT NOT NULL,
-        answer TEXT NOT NULL DEFAULT '',
-        status TEXT NOT NULL CHECK (status IN ('ok', 'interrupted', 'failed')),
-        tier TEXT,
-        model TEXT,
-        route_reason TEXT,
-        error TEXT,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX turns_by_conversation ON turns(conversation_id, id);
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY,
-        turn_id INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
-        seq INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        payload TEXT NOT NULL
-    );
-    CREATE TABLE usage (
-        id INTEGER PRIMARY KEY,
-        turn_id INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
-        tier TEXT NOT NULL,
-        model TEXT NOT NULL,
-        prompt_tokens INTEGER,
-        completion_tokens INTEGER,
-        estimated INTEGER NOT NULL,
-        ttft_ms REAL,
-        total_ms REAL NOT NULL,
-        tokens_per_s REAL
-    );
-    """,
-    # 2: thumbs up/down per turn, the labels `slmchat route calibrate --error-costs` learns from
-    """
-    CREATE TABLE feedback (
-        turn_id INTEGER PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
-        good INTEGER NOT NULL CHECK (good IN (0, 1)),
-        created_at REAL NOT NULL
-    );
-    """,
-    # 3: what each model call cost (NULL = unknown price, never 0), the large-tier equivalent, model time
-    """
-    ALTER TABLE usage ADD COLUMN usd REAL;
-    ALTER TABLE usage ADD COLUMN large_equivalent_usd REAL;
-    ALTER TABLE usage ADD COLUMN price_source TEXT;
-    ALTER TABLE usage ADD COLUMN model_ms REAL;
-    """,
-    # 4: a turn set aside (the answer not kept after a compare): stored and labelled, but not history
-    """
-    ALTER TABLE turns ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
-    """,
-]
+__all__ = [
+    "MIGRATIONS", "ConversationRow", "StorageError", "Store", "TurnRecord", "migrate", "new_conversation_id",
+    "storage_error",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -111,73 +53,6 @@ class TurnRecord:
     closing: Callable[[int], dict[str, Any]] | None = None
     #: the row ``Store.begin_turn`` wrote when the turn started: completed instead of a new row
     turn_id: int | None = None
-
-
-class StorageError(SlmchatError):
-    """The history database could not be opened or written: the disk, not the data, is at fault.
-
-    ``kind`` is one of "full", "read-only filesystem", "read-only", "permission", "damaged",
-    "folder", "busy", "other"; a face may word its own fix from it.
-    """
-
-    def __init__(self, kind: str, message: str, hint: str) -> None:
-        super().__init__(message, hint)
-        self.kind = kind
-
-
-def storage_error(exc: BaseException, path: Path, consequence: str) -> StorageError:
-    """What went wrong with the history database at ``path``, and the fix that fits it.
-
-    ``consequence`` says what the user lost ("this turn was not saved", "cannot open the history").
-    """
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    text = str(exc)
-    move = "or set SLMCHAT_DATA_DIR to another folder"
-    if (
-        name.startswith("SQLITE_FULL")
-        or "disk is full" in text
-        or (name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")) and paths.disk_full(path))
-    ):
-        return StorageError(
-            "full", f"the disk holding {path} is full: {consequence}", "free some space, then try again"
-        )
-    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
-        return StorageError(
-            "damaged",
-            f"the history database {path} is damaged or not a database ({text})",
-            "move the file aside to start a new one (nothing else is touched)",
-        )
-    if paths.exists(path) and path.is_dir():
-        return StorageError(
-            "folder", f"{path} is a folder, but slmchat keeps its history in a file there", f"move it aside, {move}"
-        )
-    if name.startswith("SQLITE_BUSY") or name.startswith("SQLITE_LOCKED"):
-        return StorageError("busy", f"the history database {path} is busy: {consequence}", "try again in a moment")
-    if isinstance(exc, OSError) and not name:
-        problem = paths.os_problem(exc, path, consequence)
-        kind = "full" if "is full" in problem.message else "other"
-        return StorageError(kind, problem.message, problem.hint or "")
-    if paths.read_only_fs(path):
-        return StorageError(
-            "read-only filesystem",
-            f"{path} is on a read-only filesystem: {consequence}",
-            f"remount it read-write, {move} on a writable disk",
-        )
-    folder = path.parent
-    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH", "SQLITE_CANTOPEN")):
-        if paths.exists(path) and not os.access(path, os.R_OK | os.W_OK):
-            return StorageError(
-                "read-only", f"{path} is read-only: {consequence}", f"make it writable (chmod u+rw {path}), {move}"
-            )
-        if not os.access(folder, os.W_OK | os.X_OK):
-            return StorageError(
-                "permission",
-                f"no permission to use {folder}: {consequence}",
-                f"fix the folder's owner or permissions, {move}",
-            )
-    return StorageError(
-        "other", f"the history database {path} failed: {text}: {consequence}", f"check the disk and the file, {move}"
-    )
 
 
 class Store:
@@ -521,25 +396,3 @@ def _connect_ro(path: Path) -> sqlite3.Connection:
 
 def new_conversation_id() -> str:
     return uuid.uuid4().hex[:12]
-
-
-def migrate(db: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) -> int:
-    """Apply the migrations the database has not seen, each in its own transaction."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(migrations):
-        raise SlmchatError(
-            f"the history database is from a newer slmchat (schema {version}, this one knows {len(migrations)})",
-            "upgrade slmchat",
-        )
-    for number, sql in enumerate(migrations[version:], start=version + 1):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in sql.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {number}")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-    return len(migrations)
