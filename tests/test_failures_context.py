@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,12 +114,10 @@ def test_a_forced_small_turn_that_cannot_fit_fails_before_anything_is_stored(
 
 def test_without_a_large_tier_a_pasted_megabyte_is_refused_at_once_and_not_stored(small_backend: Any) -> None:
     paste = words(200_000)  # about 1.1 MB
-    started = time.perf_counter()
     message, hint = refusal(small_config(), paste, {"small": small_backend})
-    took = time.perf_counter() - started
     assert "(no large tier is configured)" in message and "nothing was saved" in message
+    assert message.startswith("the question is about ")  # sized from its bytes: not even tokenized
     assert all(way in hint for way in WAYS_OUT)
-    assert took < 5, f"refusing took {took:.1f}s"  # no embedding, no model call for a hopeless paste
     assert stored_turns() == []
 
 

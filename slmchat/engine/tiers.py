@@ -10,7 +10,6 @@ from typing import Any
 from slmchat.engine.destination import Destination, destination
 from slmchat.engine.events import Event, ModelFailed, ModelLoading, ModelReady
 from slmchat.infra.backends import ChatBackend, ModelRef, create_backend, parse_model_name
-from slmchat.infra.backends.options import check_options
 from slmchat.infra.config import OPTIONS_HINT, Config, TierConfig
 from slmchat.infra.errors import ConfigError, SlmchatError
 from slmchat.routing import Tier
@@ -92,7 +91,7 @@ class Tiers:
         started = time.perf_counter()
         self._emit(ModelLoading(tier, str(ref)))
         try:
-            if problems := check_options(ref.backend, cfg.options):  # a Config built in code skips load_config
+            if cfg.options and (problems := _option_problems(ref.backend, cfg.options)):  # a Config built in code
                 described = "; ".join(problem.describe(f"{tier}.options") for problem in problems)
                 raise ConfigError(f"invalid options for the {tier} tier: {described}", OPTIONS_HINT)
             backend = create_backend(ref, options)
@@ -116,3 +115,10 @@ class Tiers:
                 await backend.aclose()
         self._retired.clear()
         self._backends.clear()
+
+
+def _option_problems(backend: str, options: dict[str, Any]) -> list[Any]:
+    """The backend's option checks, imported only when a tier has options (its pydantic models cost ~50 ms)."""
+    from slmchat.infra.backends.options import check_options
+
+    return check_options(backend, options)

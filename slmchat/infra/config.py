@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from slmchat.infra import paths
 from slmchat.infra.backends import parse_model_name
 from slmchat.infra.backends.names import quoted, shorten
-from slmchat.infra.backends.options import check_options
 from slmchat.infra.errors import ConfigError, SlmchatError
 
 ENV_PREFIX = "SLMCHAT_"
@@ -237,6 +236,8 @@ def option_problems(config: Config) -> list[tuple[tuple[str, ...], str]]:
             backend = parse_model_name(cfg.model, config.aliases).backend
         except SlmchatError:
             continue
+        from slmchat.infra.backends.options import check_options  # pydantic models: only when options are set
+
         for problem in check_options(backend, cfg.options):
             found.append(((tier, "options", problem.key), problem.describe(f"{tier}.options")))
     return found
