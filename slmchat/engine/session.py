@@ -13,9 +13,8 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
-from slmchat.accounting.pricing import TurnCost, call_costs, price_for, total_cost
 from slmchat.engine.answering import Answering
 from slmchat.engine.channel import EventChannel
 from slmchat.engine.events import (
@@ -26,12 +25,12 @@ from slmchat.engine.events import (
     RouteDecided,
     TurnDone,
     TurnFailed,
-    TurnStats,
     TurnStatus,
 )
 from slmchat.engine.route_calls import RouteCalls
 from slmchat.engine.sync_bridge import LoopThread, SyncCalls, running_loop
 from slmchat.engine.tiers import Tiers
+from slmchat.engine.turn_saving import TurnSaving
 from slmchat.engine.turn_state import TurnState
 from slmchat.infra import paths
 from slmchat.infra.backends import ChatBackend
@@ -39,7 +38,7 @@ from slmchat.infra.backends.base import CancelToken, Message, StreamEnd, Usage, 
 from slmchat.infra.config import Config, TierConfig, load_config
 from slmchat.infra.errors import SlmchatError
 from slmchat.infra.redact import redact
-from slmchat.infra.store import StorageError, Store, TurnRecord, new_conversation_id
+from slmchat.infra.store import Store, new_conversation_id
 from slmchat.memory.manager import Memory
 from slmchat.routing import Route, Router, Tier
 from slmchat.tools.agent import AgentSettings, CircuitBreaker
@@ -49,13 +48,11 @@ from slmchat.tools.registry import Toolbox, load_tools
 if TYPE_CHECKING:  # only annotations: numpy loads when the router or the embedder first needs it
     pass
 
-LATENCY_COLUMNS = ("ttft_ms", "total_ms", "tokens_per_s")
-
 #: a lone surrogate: an undecodable byte of a question read with surrogateescape (argv, stdin)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class Session(Answering, RouteCalls, EventChannel, SyncCalls):
+class Session(Answering, RouteCalls, TurnSaving, EventChannel, SyncCalls):
     """A conversation with a small and an optional large tier.
 
     ``async for event in session.turn(text)`` from async code; ``for event in
@@ -277,31 +274,6 @@ class Session(Answering, RouteCalls, EventChannel, SyncCalls):
             self._cancel, self._turn_running, self._side = None, False, []
             self.status = "idle"
 
-    async def _failed(self, turn: TurnState, message: str, hint: str | None) -> TurnFailed:
-        def failed(turn_id: int | None) -> TurnFailed:
-            return TurnFailed(message, hint, turn.text_so_far, self.conversation_id, turn_id)
-
-        return await self._save(turn, "failed", message, lambda tid, _stats: failed(tid), unsaved=failed)
-
-    def _begin(self, turn: TurnState) -> None:
-        """Write the question ahead of the answer; a disk problem here is told when the turn ends."""
-        decision = turn.decision
-        try:
-            turn.turn_id = self.store.begin_turn(
-                self.conversation_id, turn.text, decision.tier, decision.model, decision.reason
-            )
-        except StorageError as exc:
-            turn.store_error = exc  # the turn still runs: the answer is worth showing
-
-    def _unsaved(self, turn: TurnState) -> TurnFailed:
-        """The closing event of a turn that streamed but could not be stored (a full disk, ...)."""
-        error = turn.store_error
-        assert error is not None
-        hint = "free some space" if error.kind == "full" else (error.hint or "")
-        if turn.text_so_far:
-            hint = f"{hint}; the answer above is still in this chat"
-        return TurnFailed(error.message, hint, turn.text_so_far, self.conversation_id, turn.turn_id)
-
     async def _recall(self, turn: TurnState) -> MemoryRecalled | None:
         """Put relevant memories in the turn's system prompt; say so when memory is off."""
         assert self.memory is not None
@@ -349,81 +321,6 @@ class Session(Answering, RouteCalls, EventChannel, SyncCalls):
             elif loop is not blocked and not loop.is_closed() and loop.is_running():
                 waited = asyncio.run_coroutine_threadsafe(asyncio.wait([task]), loop)
                 await asyncio.wrap_future(waited)
-
-    def _stats(self, turn: TurnState, status: TurnStatus) -> TurnStats:
-        backend = self.tiers.loaded(turn.ran_on or turn.decision.tier)
-        costs = self._call_costs(turn)
-        return turn.stats(status, self.conversation_id, backend.count_tokens if backend else None, total_cost(costs))
-
-    def _call_costs(self, turn: TurnState) -> list[TurnCost]:
-        prices = {
-            tier: price_for(model, self.tiers.settings(tier))
-            for tier in ("small", "large")
-            if (model := self.model_name(tier))
-        }
-        return call_costs(turn.calls, prices)  # type: ignore[arg-type]
-
-    async def _save(
-        self, turn: TurnState, status: TurnStatus, error: str | None, last: Any, unsaved: Any = None
-    ) -> Any:
-        """Measure and store the turn off the loop; ``last(turn_id, stats)`` builds the closing event.
-
-        The closing event is stored in the same transaction and returned for the caller to yield.
-        When the store fails (a full disk), the turn stays in this session's history and the
-        closing event is a ``TurnFailed`` that says why (``unsaved(turn_id)`` builds it instead,
-        when the turn had failed already).
-        """
-        closing: list[Event] = []
-
-        def finish() -> int | None:
-            stats = self._stats(turn, status) if status != "failed" else None
-
-            def close(turn_id: int) -> dict[str, Any]:
-                closing.append(last(turn_id, stats))
-                return closing[0].to_dict()
-
-            return self._save_now(turn, status, error, stats, close)
-
-        if await asyncio.to_thread(finish) is None:  # the store failed (even at COMMIT): the session goes on
-            event = unsaved(turn.turn_id) if unsaved is not None else self._unsaved(turn)
-        else:
-            event = closing[0]
-        self._publish(event)
-        return event
-
-    def _save_now(
-        self, turn: TurnState, status: TurnStatus, error: str | None, stats: TurnStats | None, closing: Any = None
-    ) -> int | None:
-        """Store the turn (one transaction) and add it to the history the next turn sees.
-
-        A store failure is kept in ``turn.store_error`` (None is returned): the turn still joins
-        the history, so the chat goes on with it, and is not retried.
-        """
-        decision, answer = turn.decision, turn.text_so_far
-        usage = None
-        if stats is not None:
-            usage = [
-                {"tier": c.tier, "model": c.model, **c.usage.to_dict(), **cost.to_dict(), "model_ms": c.model_s * 1000}
-                for c, cost in zip(turn.calls, self._call_costs(turn), strict=True)
-            ]
-            if usage:  # the answer that stands: its stats (token counts may have been estimated)
-                usage[-1].update(stats.usage.to_dict())
-                usage[-1].update({k: v for k, v in stats.latency.to_dict().items() if k in LATENCY_COLUMNS})
-        record = TurnRecord(
-            self.conversation_id, turn.text, answer, status, decision.tier, decision.model, decision.reason,
-            error, turn.events, usage, closing, turn.turn_id,
-        )  # fmt: skip
-        turn_id: int | None = None
-        try:
-            turn_id = self.last_turn_id = self.store.save_turn(record)
-        except StorageError as exc:
-            turn.store_error = exc
-        turn.saved = True
-        if status != "failed":
-            self.history.append(Message("user", turn.text))
-            if answer:
-                self.history.append(Message("assistant", answer))
-        return turn_id
 
     # -- closing ------------------------------------------------------------------------
 
