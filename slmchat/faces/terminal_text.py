@@ -9,12 +9,16 @@ nothing is hidden. Newline and tab are kept. ``write`` does the same for a strea
 
 from __future__ import annotations
 
+import json
 import re
-from typing import TextIO
+from typing import Any, TextIO
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
 _CONTROL_NO_NEWLINE = re.compile(r"[\x00-\x1f\x7f\x80-\x9f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: what json.dumps(ensure_ascii=False) leaves raw that a terminal may obey (DEL, C1 controls such as
+#: the one-byte CSI) or that cannot be encoded (lone surrogates): written as \uXXXX escapes instead
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\ud800-\udfff]")
 
 
 def _picture(match: re.Match[str]) -> str:
@@ -34,9 +38,20 @@ def printable(text: str, *, one_line: bool = False) -> str:
     """
     pattern = _CONTROL_NO_NEWLINE if one_line else _CONTROL
     text = pattern.sub(_picture, text)
-    return _SURROGATE.sub("\ufffd", text)
+    return replace_surrogates(text)
 
 
 def write(stream: TextIO, text: str) -> None:
     """Write model or stored ``text`` to ``stream`` (a terminal or a pipe) with controls made visible."""
     stream.write(printable(text))
+
+
+def replace_surrogates(text: str) -> str:
+    """Lone surrogates (undecodable bytes read with surrogateescape) replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """``value`` as readable UTF-8 JSON with every control character escaped (\\u001b, \\u009b)."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False)
+    return _RAW_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import sys
 from contextlib import aclosing
 from typing import Any
@@ -25,7 +23,7 @@ from slmchat.engine.events import (
 from slmchat.engine.transcript import tool_line
 from slmchat.faces.cli.session_options import SessionChoice, open_session, session_options
 from slmchat.faces.signals import StopSignals, silence_stdout
-from slmchat.faces.terminal_text import printable
+from slmchat.faces.terminal_text import json_text, printable, replace_surrogates
 from slmchat.infra.errors import SlmchatError
 from slmchat.routing import Route
 from slmchat.tools.prompt import call_text
@@ -78,7 +76,6 @@ def ask(
 
 
 REPLACEMENT = "\ufffd"
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def utf8_text(text: str) -> tuple[str, bool]:
@@ -86,13 +83,13 @@ def utf8_text(text: str) -> tuple[str, bool]:
 
     The second value says whether anything was replaced.
     """
-    if not _SURROGATE.search(text):
+    if replace_surrogates(text) == text:
         return text, False
     try:  # the bytes the user gave, decoded again: valid UTF-8 around a bad byte survives whole
         cleaned = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:  # a surrogate that did not come from a byte
         cleaned = text
-    return _SURROGATE.sub(REPLACEMENT, cleaned), True
+    return replace_surrogates(cleaned), True
 
 
 def read_piped() -> tuple[str, bool]:
@@ -220,13 +217,9 @@ class TurnPrinter:
         return 0 if event.stats.status == "ok" else 130
 
 
-#: characters json.dumps(ensure_ascii=False) leaves raw: DEL, C1 controls (0x9b is a CSI), lone surrogates
-_RAW_IN_JSON = re.compile("[\x7f-\x9f\ud800-\udfff]")
-
-
 def json_line(value: Any) -> str:
     """``value`` as one JSON line: readable UTF-8, every control character escaped (\\u001b, \\u009b)."""
-    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
+    return json_text(value)
 
 
 def answer_json(event: TurnDone) -> dict[str, Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import sys
 import tempfile
@@ -15,12 +13,8 @@ from typing import IO, Any
 
 import click
 
-from slmchat.faces.terminal_text import printable
+from slmchat.faces.terminal_text import json_text, printable
 from slmchat.infra.errors import SlmchatError
-
-#: characters json.dumps(ensure_ascii=False) leaves raw that a terminal may obey (DEL, C1 controls such
-#: as the one-byte CSI) or that cannot be encoded (lone surrogates): written as \uXXXX escapes instead
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\ud800-\udfff]")
 
 
 def _store() -> Any:
@@ -46,8 +40,7 @@ def _line(row: dict[str, Any]) -> str:
 
 def _json(data: Any) -> str:
     """JSON that is safe on a terminal and encodable: json escapes C0 controls, this the rest."""
-    text = json.dumps(data, indent=2, ensure_ascii=False)
-    return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    return json_text(data, indent=2)
 
 
 def _echo(rows: list[dict[str, Any]], as_json: bool, empty: str) -> None:
