@@ -64,6 +64,9 @@ class GenParams:
     json_schema: dict[str, Any] | None = None
     #: the same choices as OpenAI ``tools``, for backends that call tools natively
     tools: list[dict[str, Any]] | None = None
+    #: a call aside from the conversation (background memory work): a backend with a prompt cache keeps the
+    #: conversation's cache as it was, and a cancel stops the call even in the middle of the prompt
+    aside: bool = False
 
 
 @dataclass(frozen=True)
