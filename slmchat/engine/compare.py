@@ -38,6 +38,7 @@ from slmchat.engine.events import (
 )
 from slmchat.infra.backends.base import Message
 from slmchat.infra.errors import SlmchatError
+from slmchat.memory.manager import question_of
 from slmchat.routing import Tier
 
 if TYPE_CHECKING:  # only annotations: the session's modules load in the thread that builds it
@@ -116,7 +117,7 @@ class Rerun:
         await asyncio.to_thread(_check_tier, session, other)
         exchange = _exchange(question, original.answer)
         before, last_before = session.history, session.last_turn_id
-        if before[-len(exchange) :] != exchange:
+        if not _ends_with(before, exchange):
             raise SlmchatError(
                 "this session's history does not end with the last stored turn", "reopen the conversation, then compare"
             )
@@ -171,7 +172,7 @@ def keep(session: Session, comparison: Comparison, which: Which) -> Side:
     if (
         session.conversation_id != comparison.conversation_id
         or session.last_turn_id != comparison.original.turn_id
-        or session.history[-len(exchange) :] != exchange
+        or not _ends_with(session.history, exchange)
     ):
         raise SlmchatError("the conversation has moved on since this compare", "compare the last answer again")
     small = [s for s in (comparison.original, comparison.rerun) if s.tier == "small"]
@@ -188,8 +189,17 @@ def keep(session: Session, comparison: Comparison, which: Which) -> Side:
 
 
 def _exchange(question: str, answer: str) -> list[Message]:
-    """The messages a turn adds to the history (as ``Session`` adds them)."""
+    """The messages a turn adds to the history (as ``Session`` adds them, but without recalled memory)."""
     return [Message("user", question), *([Message("assistant", answer)] if answer else [])]
+
+
+def _ends_with(history: list[Message], exchange: list[Message]) -> bool:
+    """Whether the history ends with ``exchange``; a user message may carry the memories recalled for it."""
+    tail = history[-len(exchange) :]
+    return len(tail) == len(exchange) and all(
+        a.role == b.role and (question_of(a.content) if a.role == "user" else a.content) == b.content
+        for a, b in zip(tail, exchange, strict=True)
+    )
 
 
 def _last_turn(session: Session, turn_id: int | None) -> tuple[Side, str]:

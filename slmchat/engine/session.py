@@ -12,21 +12,21 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import replace
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 from slmchat.engine.answering import Answering
+from slmchat.engine.background import BackgroundWork
 from slmchat.engine.channel import EventChannel
 from slmchat.engine.events import (
     Event,
-    MemoryFailed,
-    MemoryRecalled,
-    MemorySaved,
     RouteDecided,
     TurnDone,
     TurnFailed,
     TurnStatus,
 )
+from slmchat.engine.remembering import Remembering
 from slmchat.engine.route_calls import RouteCalls
 from slmchat.engine.sync_bridge import LoopThread, SyncCalls, running_loop
 from slmchat.engine.tiers import Tiers
@@ -34,7 +34,7 @@ from slmchat.engine.turn_saving import TurnSaving
 from slmchat.engine.turn_state import TurnState
 from slmchat.infra import paths
 from slmchat.infra.backends import ChatBackend
-from slmchat.infra.backends.base import CancelToken, Message, StreamEnd, Usage, estimate_tokens
+from slmchat.infra.backends.base import CancelToken, Message, StreamEnd, Usage
 from slmchat.infra.config import Config, TierConfig, load_config
 from slmchat.infra.errors import SlmchatError
 from slmchat.infra.redact import redact
@@ -45,14 +45,11 @@ from slmchat.tools.agent import AgentSettings, CircuitBreaker
 from slmchat.tools.approval import ApprovalDesk, ApprovalPolicy
 from slmchat.tools.registry import Toolbox, load_tools
 
-if TYPE_CHECKING:  # only annotations: numpy loads when the router or the embedder first needs it
-    pass
-
 #: a lone surrogate: an undecodable byte of a question read with surrogateescape (argv, stdin)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class Session(Answering, RouteCalls, TurnSaving, EventChannel, SyncCalls):
+class Session(Remembering, Answering, RouteCalls, TurnSaving, EventChannel, SyncCalls):
     """A conversation with a small and an optional large tier.
 
     ``async for event in session.turn(text)`` from async code; ``for event in
@@ -95,6 +92,7 @@ class Session(Answering, RouteCalls, TurnSaving, EventChannel, SyncCalls):
         self._side: list[Event] = []  # events raised inside a turn, waiting for its next yield
         self._turn_running = False
         self.history: list[Message] = []
+        self._window_dropped = 0  # messages of the history the last model call's window left out
         self.last_turn_id: int | None = None
         self._started = time.time()  # the session budget counts from here
         self.toolbox = tools if tools is not None else load_tools(self.config.tools.enabled)
@@ -102,7 +100,9 @@ class Session(Answering, RouteCalls, TurnSaving, EventChannel, SyncCalls):
         enabled = self.config.memory.enabled
         self.memory = memory if memory is not None else (Memory(self.config.memory) if enabled else None)
         self.use_memory = True  # the session switch for memory
-        self._pending: set[asyncio.Future[None]] = set()
+        # remembering turns waits until the session is idle, and a new turn pauses it
+        self.background = BackgroundWork(self.config.memory.idle_s)
+        self._adopted = False  # memory work an earlier session left pending was queued
         self.approvals = ApprovalDesk(approval or self.config.tools.approve)  # type: ignore[arg-type]
         self._breaker = CircuitBreaker(AgentSettings.breaker_failures, AgentSettings.breaker_cooldown_s)
         self.conversation_id = self._open_conversation(conversation_id, resume_latest)
@@ -131,11 +131,12 @@ class Session(Answering, RouteCalls, TurnSaving, EventChannel, SyncCalls):
         except Exception:
             self.history = history
             raise
+        self._window_dropped = 0
         return self.conversation_id
 
     def new_conversation(self) -> str:
         """Start a fresh conversation (the old one stays in the store)."""
-        self.history = []
+        self.history, self._window_dropped = [], 0
         self.conversation_id = new_conversation_id()
         return self.conversation_id
 
@@ -180,6 +181,7 @@ class Session(Answering, RouteCalls, TurnSaving, EventChannel, SyncCalls):
         for warmer in warmers:
             warm = asyncio.ensure_future(asyncio.to_thread(warmer))
             warm.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+        self._adopt_later()
         loading = asyncio.ensure_future(self.backend(tier))
         loading.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
         return loading
@@ -205,9 +207,21 @@ class Session(Answering, RouteCalls, TurnSaving, EventChannel, SyncCalls):
         ``route`` forces a tier for this turn ("small", "large") or lets the router decide ("auto").
         ``tools`` offers (True) or withholds (False) the tools for this turn; default: ``use_tools``.
         ``memory=False`` keeps the turn out of memory: nothing recalled, nothing stored.
+        Background memory work pauses from the turn's start to its end.
         """
         if self._closed:
             raise SlmchatError("this session is closed", "open a new Session")
+        self.background.turn_started()
+        try:
+            async with aclosing(self._turn(text, route, tools, memory)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            self.background.turn_ended()
+
+    async def _turn(
+        self, text: str, route: Route | str | None, tools: bool | None, memory: bool | None
+    ) -> AsyncIterator[Event]:
         # undecodable bytes become U+FFFD first: the stored question, the embedding and the prompt agree
         text = _SURROGATE.sub("\ufffd", text)
         started = time.perf_counter()
@@ -224,10 +238,12 @@ class Session(Answering, RouteCalls, TurnSaving, EventChannel, SyncCalls):
             yield failed
             return
         turn = TurnState(
-            text, decision, started, embedding=embedding, ran_on=decision.tier, system=self.config.system_prompt
-        )
+            text, decision, started, embedding=embedding, ran_on=decision.tier, system=self.config.system_prompt,
+            question=text,
+        )  # fmt: skip
         self._turn_running, self._side, self.status = True, [], "thinking"
         remembering = self.memory is not None and (self.use_memory if memory is None else memory)
+        turn.remember = remembering and (self.config.memory.extract or self.config.memory.store_exchanges)
         try:
             await asyncio.to_thread(self._begin, turn)  # the question is stored before any answer
             yield self._emit(turn, RouteDecided(decision))  # inside: a consumer that leaves here still closes the turn
@@ -242,13 +258,15 @@ class Session(Answering, RouteCalls, TurnSaving, EventChannel, SyncCalls):
                 yield self._emit(turn, event)
             for side in self._flush(turn):
                 yield side
+            self._window_dropped = turn.dropped
             turn.finished_at = time.perf_counter()
             if turn.end is None:
                 raise SlmchatError(f"{decision.model} ended its stream without finishing", "try again")
             status: TurnStatus = "interrupted" if turn.end.finish_reason == "cancelled" else "ok"
             done = await self._save(turn, status, None, lambda tid, stats: TurnDone(replace(stats, turn_id=tid)))
-            if remembering and status == "ok" and isinstance(done, TurnDone):
-                self._remember_later(turn, done.stats.turn_id)  # type: ignore[arg-type]
+            if remembering and status == "ok" and isinstance(done, TurnDone) and done.stats.turn_id is not None:
+                self._remember_later(self.conversation_id, done.stats.turn_id, turn.text, turn.text_so_far)
+            self._adopt_later()
             yield done
         except Exception as exc:
             if self.debug:
@@ -274,54 +292,6 @@ class Session(Answering, RouteCalls, TurnSaving, EventChannel, SyncCalls):
             self._cancel, self._turn_running, self._side = None, False, []
             self.status = "idle"
 
-    async def _recall(self, turn: TurnState) -> MemoryRecalled | None:
-        """Put relevant memories in the turn's system prompt; say so when memory is off."""
-        assert self.memory is not None
-        recalled = await self.memory.recall(turn.text, turn.embedding, estimate_tokens)
-        turn.memory = recalled.to_dict()
-        block = self.memory.prompt_block(recalled)
-        if not block:
-            return None
-        turn.system = f"{turn.system}\n\n{block}" if turn.system else block
-        return MemoryRecalled(turn.memory["recalled"], recalled.tokens, recalled.ms)
-
-    def _remember_later(self, turn: TurnState, turn_id: int) -> None:
-        """Store the exchange and its facts in the background, off the reply's path; say when done."""
-        assert self.memory is not None
-        memory, cid, answer = self.memory, self.conversation_id, turn.text_so_far
-
-        async def remember() -> None:
-            started = time.perf_counter()
-            try:
-                changes = await memory.remember_turn(await self.backend("small"), turn.text, answer, cid, turn_id)
-            except Exception as exc:  # a failed write never takes the session down
-                self._emit_session(MemoryFailed(cid, turn_id, f"{type(exc).__name__}: {exc}"))
-                return
-            if memory.unavailable:
-                self._emit_session(MemoryFailed(cid, turn_id, memory.unavailable))
-                return
-            done = [{"action": c.action, "fact": c.fact, "replaced": c.replaced} for c in changes]
-            self._emit_session(MemorySaved(cid, turn_id, done, (time.perf_counter() - started) * 1000))
-
-        task = asyncio.ensure_future(remember())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def settle(self, *, blocked: asyncio.AbstractEventLoop | None = None) -> None:
-        """Wait for background memory work (a script's last turn must not lose its facts).
-
-        The work runs on the loop of the turn that started it. ``blocked`` is a loop that
-        cannot run now (the one whose thread waits in ``close()``): its work is not waited for.
-        """
-        here = asyncio.get_running_loop()
-        for task in list(self._pending):
-            loop = task.get_loop()
-            if loop is here:
-                await asyncio.gather(task, return_exceptions=True)
-            elif loop is not blocked and not loop.is_closed() and loop.is_running():
-                waited = asyncio.run_coroutine_threadsafe(asyncio.wait([task]), loop)
-                await asyncio.wrap_future(waited)
-
     # -- closing ------------------------------------------------------------------------
 
     async def aclose(self, *, _blocked: asyncio.AbstractEventLoop | None = None) -> None:
@@ -330,7 +300,9 @@ class Session(Answering, RouteCalls, TurnSaving, EventChannel, SyncCalls):
             return
         self._closed = True
         self.cancel()
-        await self.settle(blocked=_blocked)
+        if self.memory is not None:
+            await self.settle(blocked=_blocked, timeout=self.config.memory.exit_wait_s)
+        self.background.stop()
         await self.tiers.aclose()
         if self.memory is not None:
             await asyncio.to_thread(self.memory.close)

@@ -119,7 +119,7 @@ class TurnSaving:
                 usage[-1].update({k: v for k, v in stats.latency.to_dict().items() if k in LATENCY_COLUMNS})
         record = TurnRecord(
             self.conversation_id, turn.text, answer, status, decision.tier, decision.model, decision.reason,
-            error, turn.events, usage, closing, turn.turn_id,
+            error, turn.events, usage, closing, turn.turn_id, turn.remember and status == "ok",
         )  # fmt: skip
         turn_id: int | None = None
         try:
@@ -128,7 +128,7 @@ class TurnSaving:
             turn.store_error = exc
         turn.saved = True
         if status != "failed":
-            self.history.append(Message("user", turn.text))
+            self.history.append(Message("user", turn.question or turn.text))  # as sent: the next prompt shares it
             if answer:
                 self.history.append(Message("assistant", answer))
         return turn_id

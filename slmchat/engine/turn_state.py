@@ -44,7 +44,9 @@ class TurnState:
     ran_on: Tier | None = None  # the tier whose answer stands (the routed one, or large after escalating)
     escalation: str | None = None
     tool_run: Any = None  # the agent loop's AgentRun, when the turn offered tools
-    system: str = ""  # the system prompt of this turn (the config's, plus recalled memories)
+    system: str = ""  # the system prompt of this turn (the config's; the same every turn)
+    remember: bool = False  # an ok answer is remembered in the background (its row marked memory_pending)
+    question: str = ""  # the user message as sent: recalled memories, then ``text`` (set by the session)
     memory: dict[str, Any] | None = None  # what recall did (Recalled.to_dict())
     compaction: Any = None  # the Compacted event, when the history had to be compacted
     shortened: int = 0

@@ -118,6 +118,12 @@ class MemoryConfig(BaseModel):
     half_life_days: float = Field(30.0, gt=0, description="age at which the recency bonus halves")
     extract: bool = Field(True, description="extract facts about the user from each message (small model)")
     store_exchanges: bool = Field(True, description="keep each question and answer for recall")
+    idle_s: float = Field(
+        2.0, ge=0, description="seconds without a turn before memory work (fact extraction) runs; a turn pauses it"
+    )
+    exit_wait_s: float = Field(
+        30.0, ge=0, description="longest wait for memory work when closing; what is left runs in a later session"
+    )
 
 
 class TuiConfig(BaseModel):

@@ -17,6 +17,7 @@ from slmchat.infra import paths
 from slmchat.infra.errors import SlmchatError
 from slmchat.infra.redact import redact
 from slmchat.infra.store_errors import StorageError, storage_error
+from slmchat.infra.store_memory import PendingMemory
 from slmchat.infra.store_schema import MIGRATIONS, migrate
 
 __all__ = [
@@ -53,9 +54,11 @@ class TurnRecord:
     closing: Callable[[int], dict[str, Any]] | None = None
     #: the row ``Store.begin_turn`` wrote when the turn started: completed instead of a new row
     turn_id: int | None = None
+    #: memory work (the exchange, fact extraction) is still to be done for this turn
+    memory_pending: bool = False
 
 
-class Store:
+class Store(PendingMemory):
     """One SQLite file. Each turn is written in one transaction: all of it or nothing.
 
     ``readonly=True`` is for commands that only read (history, stats): the file is opened
@@ -163,12 +166,15 @@ class Store:
                 "INSERT OR IGNORE INTO conversations (id, title, created_at, updated_at) VALUES (?, '', ?, ?)",
                 (record.conversation_id, now, now),
             )
-            values = (record.answer, record.status, record.tier, record.model, record.route_reason, error)
+            values = (
+                record.answer, record.status, record.tier, record.model, record.route_reason, error,
+                int(record.memory_pending),
+            )  # fmt: skip
             if (
                 record.turn_id is not None
                 and db.execute(
-                    "UPDATE turns SET answer = ?, status = ?, tier = ?, model = ?, route_reason = ?, error = ?"
-                    " WHERE id = ?",
+                    "UPDATE turns SET answer = ?, status = ?, tier = ?, model = ?, route_reason = ?, error = ?,"
+                    " memory_pending = ? WHERE id = ?",
                     (*values, record.turn_id),
                 ).rowcount
             ):
@@ -176,7 +182,7 @@ class Store:
             else:  # no row was begun (or it was deleted meanwhile): the whole turn now
                 cur = db.execute(
                     "INSERT INTO turns (conversation_id, user_text, answer, status, tier, model, route_reason,"
-                    " error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " error, memory_pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.conversation_id, record.user_text, *values, now),
                 )
                 turn_id = int(cur.lastrowid or 0)

@@ -69,6 +69,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE turns ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: memory work still to do for a turn (it runs in the background; a later session finishes it)
+    """
+    ALTER TABLE turns ADD COLUMN memory_pending INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX turns_memory_pending ON turns(id) WHERE memory_pending = 1;
+    """,
 ]
 
 

@@ -121,19 +121,26 @@ def build_messages(user_text: str) -> list[Message]:
 
 
 async def extract_facts(
-    backend: ChatBackend, user_text: str, *, max_tokens: int = 160, prefilter: bool = True
+    backend: ChatBackend,
+    user_text: str,
+    *,
+    max_tokens: int = 160,
+    prefilter: bool = True,
+    cancel: CancelToken | None = None,
 ) -> list[tuple[str, float]]:
     """Durable facts about the user stated in ``user_text``, as ``(fact, confidence)``, best guarded.
 
     Greedy (temperature 0, seed 0) under :data:`FACT_SCHEMA`. With ``prefilter`` (the default) a text
-    with no first-person word returns ``[]`` without calling the model.
+    with no first-person word returns ``[]`` without calling the model. The call is made ``aside``
+    (the conversation's prompt cache is kept); when ``cancel`` stops it, the reply is cut short and
+    the caller must not store what comes back (check ``cancel.cancelled``).
     """
     text = user_text.strip()
     if not text or (prefilter and not has_first_person(text)):
         return []
-    params = GenParams(max_tokens=max_tokens, temperature=0.0, seed=0, json_schema=FACT_SCHEMA)
+    params = GenParams(max_tokens=max_tokens, temperature=0.0, seed=0, json_schema=FACT_SCHEMA, aside=True)
     pieces: list[str] = []
-    async for item in backend.stream(build_messages(text), params, CancelToken()):
+    async for item in backend.stream(build_messages(text), params, cancel or CancelToken()):
         if isinstance(item, str):
             pieces.append(item)
     return clean_facts("".join(pieces), text)

@@ -14,13 +14,32 @@ from typing import TYPE_CHECKING, Any
 
 from slmchat.infra.config import MemoryConfig
 from slmchat.infra.errors import SlmchatError
-from slmchat.memory.types import FactChange, Hit, MemoryUnavailable, Recalled
+from slmchat.memory.types import FactChange, Hit, MemoryItem, MemoryUnavailable, Recalled
 
 if TYPE_CHECKING:  # only annotations: numpy loads when the router or the embedder first needs it
     import numpy as np
 
+    from slmchat.infra.backends.base import CancelToken
+
 RECALL_HEADER = "What you know from earlier conversations with the user (use it when it is relevant):"
 EXCHANGE_CHARS = 600  # a stored exchange is cut to this many characters
+
+
+def with_recall(block: str, question: str) -> str:
+    """The user message as sent: the recalled block (if any), a blank line, then the question.
+
+    Recall goes next to the question, not into the system prompt: the system prompt and the
+    earlier messages stay byte-identical from turn to turn, so a backend's prompt cache (llama.cpp's
+    KV cache, a server's prefix cache) reuses them instead of evaluating the whole prompt again.
+    """
+    return f"{block}\n\n{question}" if block else question
+
+
+def question_of(content: str) -> str:
+    """The user's own words in a user message built by ``with_recall`` (the block has no blank line)."""
+    if content.startswith(RECALL_HEADER) and "\n\n" in content:
+        return content.split("\n\n", 1)[1]
+    return content
 
 
 class Memory:
@@ -75,23 +94,36 @@ class Memory:
 
     # -- recall ---------------------------------------------------------------------------
 
-    async def recall(self, text: str, embedding: np.ndarray | None, count: Callable[[str], int]) -> Recalled:
-        """The facts and exchanges most relevant to ``text`` that fit ``recall_tokens``."""
+    async def recall(
+        self,
+        text: str,
+        embedding: np.ndarray | None,
+        count: Callable[[str], int],
+        skip: Callable[[MemoryItem], bool] | None = None,
+    ) -> Recalled:
+        """The facts and exchanges most relevant to ``text`` that fit ``recall_tokens``.
+
+        ``skip`` leaves out items the model already has in front of it (from the turns still in the
+        conversation's window, or recalled there before): repeating them costs prompt tokens and
+        changes nothing.
+        """
         started = time.perf_counter()
         try:
-            hits = await asyncio.to_thread(self.recall_hits, text, embedding)
+            hits = await asyncio.to_thread(self.recall_hits, text, embedding, skip)
         except MemoryUnavailable as exc:
             return Recalled(note=f"memory off: {exc.message}")
         chosen, used = [], count(RECALL_HEADER)
         for hit in hits:
-            cost = count(_line(hit))
+            cost = count(recall_line(hit))
             if used + cost > self.config.recall_tokens:
                 continue
             chosen.append(hit)
             used += cost
         return Recalled(chosen, used if chosen else 0, (time.perf_counter() - started) * 1000)
 
-    def recall_hits(self, text: str, embedding: np.ndarray | None = None) -> list[Hit]:
+    def recall_hits(
+        self, text: str, embedding: np.ndarray | None = None, skip: Callable[[MemoryItem], bool] | None = None
+    ) -> list[Hit]:
         """Up to ``recall_facts`` facts, then past exchanges, to ``recall_k`` items (blocking).
 
         Facts get their own slots: searched together, the many raw exchanges crowded them out
@@ -99,7 +131,7 @@ class Memory:
         """
         config = self.config
         settings = {"recency_weight": config.recency_weight, "half_life_days": config.half_life_days,
-                    "min_similarity": config.min_similarity}  # fmt: skip
+                    "min_similarity": config.min_similarity, "skip": skip}  # fmt: skip
         query = None if embedding is not None else text
         facts = self._use("search", query, embedding=embedding, kinds=("fact",),
                           k=min(config.recall_facts, config.recall_k), **settings)  # fmt: skip
@@ -111,17 +143,27 @@ class Memory:
 
     @staticmethod
     def prompt_block(recalled: Recalled) -> str:
-        """The text added to the system prompt (empty when nothing was recalled)."""
+        """The text put before the question (empty when nothing was recalled): see ``with_recall``."""
         if not recalled.hits:
             return ""
-        return "\n".join([RECALL_HEADER, *(_line(hit) for hit in recalled.hits)])
+        return "\n".join([RECALL_HEADER, *(recall_line(hit) for hit in recalled.hits)])
 
     # -- remembering ----------------------------------------------------------------------
 
     async def remember_turn(
-        self, backend: Any, user_text: str, answer: str, conversation_id: str, turn_id: int | None
-    ) -> list[FactChange]:
-        """After an answer: store the exchange, extract facts from the user's words, reconcile them."""
+        self,
+        backend: Any,
+        user_text: str,
+        answer: str,
+        conversation_id: str,
+        turn_id: int | None,
+        cancel: CancelToken | None = None,
+    ) -> list[FactChange] | None:
+        """After an answer: store the exchange, extract facts from the user's words, reconcile them.
+
+        None when ``cancel`` stopped the extraction before any fact was stored: run it again later
+        (the exchange's id comes from its turn, so storing it again keeps one copy).
+        """
         from slmchat.memory.facts import extract_facts
 
         changes: list[FactChange] = []
@@ -132,7 +174,10 @@ class Memory:
                     self._use, "add", exchange, "exchange", conversation_id=conversation_id, turn_id=turn_id
                 )
             if self.config.extract:
-                for fact, confidence in await extract_facts(backend, user_text):
+                found = await extract_facts(backend, user_text, cancel=cancel)
+                if cancel is not None and cancel.cancelled:
+                    return None
+                for fact, confidence in found:
                     changes.append(
                         await asyncio.to_thread(
                             self._store_fact, fact, confidence, conversation_id, turn_id, "extracted"
@@ -176,6 +221,6 @@ class Memory:
         return self._use("delete", ids)
 
 
-def _line(hit: Hit) -> str:
+def recall_line(hit: Hit) -> str:
     text = " ".join(hit.item.text.split())
     return f"- {text}" if hit.item.kind == "fact" else f"- Earlier exchange: {text}"

@@ -42,6 +42,17 @@ def fact_id(text: str) -> str:
     return _digest("fact", normal)
 
 
+def exchange_id(conversation_id: str | None, turn_id: int | None) -> str | None:
+    """The id of a stored exchange from its turn (None without one): storing it twice keeps one copy.
+
+    Memory work runs in the background and may run again after an interruption (or in another
+    process that finds it pending), so writing the same turn's exchange must not add a duplicate.
+    """
+    if conversation_id is None or turn_id is None:
+        return None
+    return _digest("exchange", conversation_id, str(turn_id))
+
+
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 

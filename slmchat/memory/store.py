@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -41,7 +41,7 @@ from slmchat.memory.chroma_guard import (
 )
 from slmchat.memory.connect import SQLITE_FILE, connect_embedded, connect_server
 from slmchat.memory.embedding_function import SlmchatMiniLM
-from slmchat.memory.rows import KINDS, check_kind, check_text, fact_id, validate_rows
+from slmchat.memory.rows import KINDS, check_kind, check_text, exchange_id, fact_id, validate_rows
 from slmchat.memory.types import Hit, Kind, MemoryItem, MemoryUnavailable
 
 #: seconds to wait for another process's database lock, or for a server to answer a connection
@@ -133,14 +133,15 @@ class MemoryStore:
     ) -> MemoryItem:
         """Store a new fact or exchange.
 
-        An exchange's id is a fresh uuid4 hex. A fact's id comes from its text (``fact_id``), and it is
-        written with upsert: two processes that both found the fact new store it once, not twice.
+        An exchange's id comes from its turn (``exchange_id``; a fresh uuid4 hex without one), a fact's
+        from its text (``fact_id``). Both are written with upsert: a turn remembered twice (work
+        resumed after an interruption) and a fact two processes both found new are stored once.
         """
         check_kind(kind)
         stamp = _stamp(now)
         text = check_text(text)
         item = MemoryItem(
-            id=fact_id(text) if kind == "fact" else uuid.uuid4().hex,
+            id=fact_id(text) if kind == "fact" else exchange_id(conversation_id, turn_id) or uuid.uuid4().hex,
             kind=kind,
             text=text,
             created_at=stamp,
@@ -157,7 +158,7 @@ class MemoryStore:
                     item = replace(item, id=uuid.uuid4().hex)  # that record was updated to another text: keep it
                 self._collections[kind].upsert(ids=[item.id], documents=[item.text], metadatas=[_full_metadata(item)])
             else:
-                self._collections[kind].add(ids=[item.id], documents=[item.text], metadatas=[item.metadata()])
+                self._collections[kind].upsert(ids=[item.id], documents=[item.text], metadatas=[item.metadata()])
         return item
 
     def update(
@@ -292,8 +293,11 @@ class MemoryStore:
         recency_weight: float = 0.1,
         half_life_days: float = 30.0,
         min_similarity: float = 0.0,
+        skip: Callable[[MemoryItem], bool] | None = None,
     ) -> list[Hit]:
         """The ``k`` best items by similarity plus a recency bonus that halves every ``half_life_days``.
+
+        Items for which ``skip`` says True are left out (the candidates are three times ``k``).
 
         Give the query's ``embedding`` when it is at hand (the router's, for a turn): nothing is
         embedded again. Otherwise ``query`` is embedded once for all kinds.
@@ -311,7 +315,7 @@ class MemoryStore:
         with self._operation("search memories"):
             for kind in wanted:
                 for item, similarity in self._nearest(kind, vector, max(k * 3, 10)):
-                    if similarity < min_similarity:
+                    if similarity < min_similarity or (skip is not None and skip(item)):
                         continue
                     age_days = max(0.0, stamp - item.updated_at) / 86400.0
                     score = similarity + recency_weight * 0.5 ** (age_days / half_life_days)

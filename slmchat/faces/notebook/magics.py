@@ -24,6 +24,7 @@ from slmchat.faces.notebook.cell_options import CellOptions, fill_in, parse_cell
 from slmchat.faces.terminal_text import printable
 from slmchat.infra.errors import SlmchatError
 from slmchat.infra.redact import redact
+from slmchat.memory.manager import question_of
 
 if TYPE_CHECKING:
     from slmchat.engine.session import Session
@@ -230,8 +231,9 @@ class SlmMagics(Magics):
         elif word == "history":
             count = int(rest) if rest.isdigit() else 5
             pairs = self.session.history[-2 * count :]
-            for message in pairs:
-                print(f"{'you' if message.role == 'user' else 'slm'}: {printable(message.content)}")
+            for message in pairs:  # a question is shown without the memories recalled for it
+                text = question_of(message.content) if message.role == "user" else message.content
+                print(f"{'you' if message.role == 'user' else 'slm'}: {printable(text)}")
             print(f"conversation {self.session.conversation_id}")
         elif word == "stats":
             self._stats()
