@@ -112,3 +112,16 @@ def test_drain_from_another_loop_does_not_start_a_second_worker() -> None:
         return await work.drain(timeout=5)
 
     assert asyncio.run(run()) is True
+
+
+def test_a_new_session_counts_as_busy_for_idle_s_so_work_never_precedes_its_first_question() -> None:
+    async def run() -> tuple[list[str], list[str]]:
+        work, job = BackgroundWork(idle_s=0.3), Recorder()
+        work.submit(Job("adopt", job))
+        await asyncio.sleep(0.1)
+        early = list(job.log)
+        await asyncio.sleep(0.4)
+        return early, job.log
+
+    early, later = asyncio.run(run())
+    assert early == [] and later == ["start", "done"]

@@ -35,7 +35,9 @@ class BackgroundWork:
         self.idle_s = idle_s
         self._queue: deque[Job] = deque()
         self._busy = 0  # turns running now
-        self._last_turn = float("-inf")  # when the last turn ended (time.monotonic)
+        # when the last turn ended (time.monotonic); a new session counts as busy until then, so a
+        # one-shot `ask` that asks at once never starts old work before its question
+        self._last_turn = time.monotonic()
         self._urgent = 0  # drains waiting: run without waiting for idleness
         self._current: CancelToken | None = None
         self._worker: asyncio.Task[None] | None = None
