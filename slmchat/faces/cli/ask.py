@@ -24,6 +24,7 @@ from slmchat.engine.transcript import tool_line
 from slmchat.faces.cli.session_options import SessionChoice, open_session, session_options
 from slmchat.faces.signals import StopSignals, silence_stdout
 from slmchat.faces.terminal_text import json_text, printable, replace_surrogates
+from slmchat.infra.embedding import prefer_quick_load
 from slmchat.infra.errors import SlmchatError
 from slmchat.routing import Route
 from slmchat.tools.prompt import call_text
@@ -62,16 +63,20 @@ def ask(
         click.echo(f"warning: the question had bytes that are not UTF-8; they were replaced by {REPLACEMENT}", err=True)
     if not prompt:
         raise SlmchatError("nothing to ask", 'give the question as an argument or on stdin: slmchat ask "..."')
-    session = open_session(ctx, choice, approval="always" if approve_all else None)
-    for problem in session.toolbox.problems:
-        click.echo(f"warning: {printable(problem)}", err=True)
+    prefer_quick_load()  # one question: the embedding model loads fast rather than runs fast
     try:
-        code = asyncio.run(run_turn(session, prompt, route, as_json, tools, False if no_memory else None))
-    except KeyboardInterrupt:
-        click.echo("\n[interrupted: the partial answer is saved]", err=True)
-        code = 130
+        session = open_session(ctx, choice, approval="always" if approve_all else None)
+        for problem in session.toolbox.problems:
+            click.echo(f"warning: {printable(problem)}", err=True)
+        try:
+            code = asyncio.run(run_turn(session, prompt, route, as_json, tools, False if no_memory else None))
+        except KeyboardInterrupt:
+            click.echo("\n[interrupted: the partial answer is saved]", err=True)
+            code = 130
+        finally:
+            session.close()  # a no-op when the turn closed it; after Ctrl-C it releases everything
     finally:
-        session.close()  # a no-op when the turn closed it; after Ctrl-C it releases everything
+        prefer_quick_load(False)  # the command ran inside a longer process (tests): later embedders optimise
     ctx.exit(code)
 
 
@@ -125,6 +130,7 @@ async def run_turn(
     render = TurnPrinter(as_json)
     code = 1
     try:
+        preload(session, route)
         with StopSignals(session.cancel) as stop:
             async with aclosing(session.turn(prompt, route=route, tools=tools, memory=memory)) as events:
                 async for event in events:
@@ -139,6 +145,21 @@ async def run_turn(
         if render.gone:  # the terminal closed under us: nothing more can be shown
             silence_stdout()
     return stop.exit_code or code
+
+
+def preload(session: Any, route: str | None) -> None:
+    """Start loading the small model (and the router's embedder, and memory) before the turn needs them.
+
+    The turn routes first, then recalls, then loads the model it answers with: one after the other
+    they were most of the time to the first byte. llama.cpp loads in C without the GIL, so the
+    load runs beside routing and recall. A forced large turn does not wait for the small model.
+    """
+    if route == "large":
+        return
+    try:
+        session.start_loading("small")
+    except Exception:  # a load that cannot start is reported by the turn that needs it
+        pass
 
 
 class TurnPrinter:

@@ -1,6 +1,7 @@
 """The `slmchat` group: the chat when no command is given, and the commands beside it.
 
-Each command lives in its own module here; `eval` is imported only when used.
+Each command lives in its own module here, imported only when that command runs (or help lists
+them): `slmchat ask` loads `ask` and what a turn needs, not the other commands' modules.
 """
 
 from __future__ import annotations
@@ -15,15 +16,7 @@ import click
 
 from slmchat import __version__
 from slmchat.faces.cli.ask import ask
-from slmchat.faces.cli.config import config_group
-from slmchat.faces.cli.doctor import doctor
-from slmchat.faces.cli.history import feedback, history_group, stats
-from slmchat.faces.cli.keys import keys_group
-from slmchat.faces.cli.memory import memory_group
-from slmchat.faces.cli.models import models
-from slmchat.faces.cli.route import route_group
 from slmchat.faces.cli.session_options import SessionChoice, open_session, session_options
-from slmchat.faces.cli.tools import tools_group
 from slmchat.faces.signals import say
 from slmchat.faces.terminal_text import printable
 from slmchat.infra.config import load_config
@@ -90,7 +83,25 @@ def _traceback(exc: BaseException) -> None:
     say(printable(redact("".join(traceback.format_exception(exc)))).rstrip("\n"))
 
 
-@click.group(cls=SlmchatGroup, invoke_without_command=True)
+class _Slmchat(SlmchatGroup):
+    """The `slmchat` group: every command but `ask` and `repl` is imported when used."""
+
+    lazy: ClassVar[dict[str, str]] = {
+        **SlmchatGroup.lazy,
+        "config": "slmchat.faces.cli.config:config_group",
+        "doctor": "slmchat.faces.cli.doctor:doctor",
+        "feedback": "slmchat.faces.cli.history:feedback",
+        "history": "slmchat.faces.cli.history:history_group",
+        "keys": "slmchat.faces.cli.keys:keys_group",
+        "memory": "slmchat.faces.cli.memory:memory_group",
+        "models": "slmchat.faces.cli.models:models",
+        "route": "slmchat.faces.cli.route:route_group",
+        "stats": "slmchat.faces.cli.history:stats",
+        "tools": "slmchat.faces.cli.tools:tools_group",
+    }
+
+
+@click.group(cls=_Slmchat, invoke_without_command=True)
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @session_options
 @click.version_option(__version__, prog_name="slmchat")
@@ -139,6 +150,5 @@ def repl(ctx: click.Context, choice: SessionChoice) -> None:
     _run_repl(ctx, choice)
 
 
-COMMANDS = (ask, config_group, doctor, feedback, history_group, keys_group, memory_group, models, repl, route_group)
-for command in (*COMMANDS, stats, tools_group):
-    main.add_command(command)
+main.add_command(ask)
+main.add_command(repl)
