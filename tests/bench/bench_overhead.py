@@ -907,11 +907,12 @@ def print_engine(engine: dict[str, Any]) -> None:
         cells = "".join(f"{engine[n]['raw'][key]:>12{fmt}}{engine[n]['session'][key]:>12{fmt}}" for n in names)
         print(f"   {label:34}{cells}")
 
+    def span(values: list[int]) -> str:
+        """One value, or the range of the values seen (the runs differed: --json lists each run)."""
+        return str(values[0]) if len(values) == 1 else f"{min(values)}..{max(values)}"
+
     def listed(label: str, key: str) -> None:
-        cells = "".join(
-            f"{'/'.join(map(str, engine[n]['raw'][key])):>12}{'/'.join(map(str, engine[n]['session'][key])):>12}"
-            for n in names
-        )
+        cells = "".join(f"{span(engine[n]['raw'][key]):>12}{span(engine[n]['session'][key]):>12}" for n in names)
         print(f"   {label:34}{cells}")
 
     def one(label: str, cell: Any) -> None:
@@ -954,7 +955,7 @@ def print_engine(engine: dict[str, Any]) -> None:
     one("engine sent [system, question]", lambda e: yes(e["prompt_plain"]))
     one("engine prompt same every run", lambda e: yes(e["prompt_stable"]))
     one("raw evaluated the engine's prompt", lambda e: yes(e["raw_replayed_exactly"]))
-    one("memory items recalled per run", lambda e: "/".join(map(str, e["memory_recalled_items"])))
+    one("memory items recalled per run", lambda e: span(e["memory_recalled_items"]))
     one("constrained turns / tool calls", lambda e: f"{e['constrained_turns']} / {e['tool_calls']}")
     one("identical answers, all runs", lambda e: yes(e["identical_answers"]))
     one("token count == TurnDone usage", lambda e: yes(e["token_count_matches_engine"]))
