@@ -87,6 +87,7 @@ def test_the_next_turn_does_not_wait_for_fact_extraction_and_reuses_the_conversa
         stored_before = memory.store().count()
         second = await turn(session, "What are my cats called?")
         assert stored_before == 0 and memory.store().count() == 0  # nothing ran between the turns
+
         async def listen() -> None:
             async for event in session.events():
                 if isinstance(event, MemorySaved):

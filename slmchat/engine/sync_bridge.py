@@ -105,7 +105,6 @@ class SyncCalls:
     turn: Callable[..., AsyncIterator[Any]]
     cancel: Callable[[], None]
     approve: Callable[[str, bool], bool]
-    settle: Callable[..., Coroutine[Any, Any, None]]
     aclose: Callable[..., Coroutine[Any, Any, None]]
 
     def _bridge(self) -> LoopThread:
@@ -132,7 +131,9 @@ class SyncCalls:
 
         Works with or without a running event loop in the calling thread. A tool that needs
         approval does not run unless the session's ``approval`` policy is "always": there is
-        no one to ask.
+        no one to ask. The turn's memory work is not waited for: it runs on the session's thread
+        once the script has been idle for ``memory.idle_s``, and ``close()`` (or ``with``)
+        finishes it; ``call(session.settle())`` runs it now.
         """
         last: Event | None = None
         for event in self.stream(text, route=route, tools=tools, memory=memory):
@@ -142,7 +143,6 @@ class SyncCalls:
         if isinstance(last, TurnFailed):
             raise SlmchatError(last.error, last.hint)
         assert isinstance(last, TurnDone), "a turn always ends with TurnDone or TurnFailed"
-        self._bridge().run(self.settle())
         return last.stats
 
     def call(self, work: Coroutine[Any, Any, T]) -> T:
