@@ -198,3 +198,22 @@ def test_recall_goes_next_to_the_question_and_is_not_repeated_while_in_the_windo
     dones = [events[-1] for events in turns]
     assert watch.reused(2, dones[2].stats.usage.prompt_tokens) >= dones[1].stats.usage.prompt_tokens
     session.close()
+
+
+def test_when_the_history_does_not_fit_old_recalled_memories_go_before_any_exchange_is_dropped() -> None:
+    from slmchat.engine.window import fit_window
+    from slmchat.infra.backends.base import Message
+    from slmchat.memory.manager import with_recall
+
+    block = RECALL_HEADER + "\n" + "\n".join(f"- Earlier exchange: {'filler words ' * 20}{i}" for i in range(3))
+    history: list[Message] = []
+    for i in range(4):
+        history += [Message("user", with_recall(block, f"question {i}")), Message("assistant", f"answer {i}")]
+    count = lambda text: len(text.split())  # noqa: E731
+    full = sum(count(m.content) + 4 for m in history)
+    window = fit_window("system", history, "question 4", full - 100, count, question_of)
+    sent = [m.content for m in window.messages]
+    assert window.dropped == 0  # stripping the old blocks was enough
+    assert sent[1] == "question 0" and sent[3] == "question 1"  # older exchanges: the user's words only
+    assert sent[5].startswith(RECALL_HEADER) and sent[7].startswith(RECALL_HEADER)  # the last two keep theirs
+    assert fit_window("system", history, "question 4", full + 100, count, question_of).messages[1] == history[0]

@@ -18,6 +18,7 @@ from slmchat.engine.turn_state import TurnState
 from slmchat.engine.window import PER_MESSAGE_OVERHEAD, Window, fit_window, history_budget
 from slmchat.infra.backends.base import CancelToken, GenParams, Message, StreamEnd, Usage
 from slmchat.infra.embedding import default_embedder
+from slmchat.memory.manager import question_of
 from slmchat.routing import Route, Tier
 from slmchat.routing.fit import TEMPLATE_TOKENS, ContextOverflow, Fit
 from slmchat.routing.signals import failure_signal, repetition_loop
@@ -75,7 +76,7 @@ class Answering:
         count = lambda s: backend.count_tokens(s)[0]  # noqa: E731
         budget = history_budget(cfg.context_tokens, backend.context_tokens, cfg.max_tokens)
         budget -= sum(count(m.content) for m in extra)
-        window = fit_window(system or turn.system, self.history, turn.question or turn.text, budget, count)
+        window = fit_window(system or turn.system, self.history, turn.question or turn.text, budget, count, question_of)
         turn.dropped, turn.shortened = window.dropped, window.shortened
         if window.compacted and turn.compaction is None:
             turn.compaction = Compacted(window.shortened, window.dropped, window.tokens)

@@ -53,8 +53,13 @@ def fit_window(
     question: str,
     budget: int,
     count: Callable[[str], int],
+    strip: Callable[[str], str] | None = None,
 ) -> Window:
-    """Build ``[system, *recent history, question]`` within ``budget`` tokens."""
+    """Build ``[system, *recent history, question]`` within ``budget`` tokens.
+
+    ``strip`` takes what is not the user's own words out of an older user message (the memories
+    recalled for it): when the history does not fit, that goes first, with the long answers.
+    """
 
     def cost(text: str) -> int:
         return count(text) + PER_MESSAGE_OVERHEAD
@@ -63,7 +68,7 @@ def fit_window(
     used = sum(cost(m.content) for m in head) + cost(question)
     shortened = 0
     if used + sum(cost(m.content) for m in history) > budget:
-        history, shortened = _shorten_old_answers(history, count)
+        history, shortened = _shorten_old_answers(history, count, strip)
     kept: list[Message] = []
     # walk back over whole exchanges: a user message and what followed it
     exchange: list[Message] = []
@@ -82,13 +87,20 @@ def fit_window(
     return Window([*head, *kept, Message("user", question)], used, dropped, min(shortened, shortened_kept))
 
 
-def _shorten_old_answers(history: Sequence[Message], count: Callable[[str], int]) -> tuple[list[Message], int]:
-    """Cut the long answers of all but the last ``KEEP_FULL`` exchanges to about ``SHORT_TOKENS``."""
+def _shorten_old_answers(
+    history: Sequence[Message], count: Callable[[str], int], strip: Callable[[str], str] | None = None
+) -> tuple[list[Message], int]:
+    """Cut the long answers of all but the last ``KEEP_FULL`` exchanges to about ``SHORT_TOKENS``.
+
+    Their user messages lose what ``strip`` takes out (recalled memories; not counted as shortened).
+    """
     starts = [i for i, m in enumerate(history) if m.role == "user"]
     protected = starts[-KEEP_FULL] if len(starts) >= KEEP_FULL else 0
     out, shortened = [], 0
     for i, message in enumerate(history):
-        if i < protected and message.role == "assistant" and count(message.content) > SHORT_TOKENS:
+        if i < protected and message.role == "user" and strip is not None:
+            out.append(Message("user", strip(message.content)))
+        elif i < protected and message.role == "assistant" and count(message.content) > SHORT_TOKENS:
             words = message.content.split()
             cut = " ".join(words[: max(1, SHORT_TOKENS * 3 // 4)])  # about 0.75 words per token
             out.append(Message(message.role, cut + SHORTENED_MARK))
