@@ -174,6 +174,8 @@ class Memory:
                     self._use, "add", exchange, "exchange", conversation_id=conversation_id, turn_id=turn_id
                 )
             if self.config.extract:
+                if cancel is not None and cancel.cancelled:
+                    return None  # a turn started while the exchange was stored: not a moment on the model
                 found = await extract_facts(backend, user_text, cancel=cancel)
                 if cancel is not None and cancel.cancelled:
                     return None
