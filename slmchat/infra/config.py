@@ -339,6 +339,10 @@ enabled = true
 recall_k = 5
 recall_tokens = 256
 extract = true
+# memory work waits until no turn has run for idle_s seconds (a new turn pauses it); closing waits
+# at most exit_wait_s for it, and what is left runs in a later session
+idle_s = 2.0
+exit_wait_s = 30.0
 
 [tui]
 # what `slmchat` alone opens: "app" (the terminal app) or "repl" (the plain chat)
