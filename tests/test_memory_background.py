@@ -217,3 +217,15 @@ def test_when_the_history_does_not_fit_old_recalled_memories_go_before_any_excha
     assert sent[1] == "question 0" and sent[3] == "question 1"  # older exchanges: the user's words only
     assert sent[5].startswith(RECALL_HEADER) and sent[7].startswith(RECALL_HEADER)  # the last two keep theirs
     assert fit_window("system", history, "question 4", full + 100, count, question_of).messages[1] == history[0]
+
+
+def test_a_memory_counts_as_sent_only_when_its_own_line_was_sent() -> None:
+    from slmchat.memory.manager import item_line, recalled_lines, with_recall
+    from slmchat.memory.types import MemoryItem
+
+    block = RECALL_HEADER + "\n- The user likes jazz and blues\n- Earlier exchange: User: hi Assistant: hello"
+    sent = recalled_lines(with_recall(block, "What should I play?\n\nSomething calm."))
+    assert item_line(MemoryItem("a", "fact", "The user likes jazz and blues", 0, 0)) in sent
+    assert item_line(MemoryItem("b", "fact", "The user likes jazz", 0, 0)) not in sent  # a prefix is not the fact
+    assert item_line(MemoryItem("c", "exchange", "User: hi  Assistant:\nhello", 0, 0)) in sent
+    assert recalled_lines("What should I play?") == set()

@@ -18,7 +18,7 @@ from slmchat.engine.events import Event, MemoryFailed, MemoryRecalled, MemorySav
 from slmchat.engine.turn_state import TurnState
 from slmchat.infra.backends.base import CancelToken, Message, estimate_tokens
 from slmchat.infra.errors import SlmchatError
-from slmchat.memory.manager import RECALL_HEADER, Memory, with_recall
+from slmchat.memory.manager import Memory, item_line, recalled_lines, with_recall
 from slmchat.memory.types import MemoryItem
 
 if TYPE_CHECKING:
@@ -65,12 +65,12 @@ class Remembering:
         they may be recalled again) and those recalled earlier and still in a message of the history.
         """
         cid, whole = self.conversation_id, not self._window_dropped
-        sent = "\n".join(m.content for m in self.history if m.role == "user" and m.content.startswith(RECALL_HEADER))
+        sent = set().union(*(recalled_lines(m.content) for m in self.history if m.role == "user"))
 
         def known(item: MemoryItem) -> bool:
             if whole and item.conversation_id == cid and item.turn_id is not None:
                 return True
-            return bool(sent) and " ".join(item.text.split()) in sent
+            return item_line(item) in sent
 
         return known
 

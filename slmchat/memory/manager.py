@@ -224,5 +224,17 @@ class Memory:
 
 
 def recall_line(hit: Hit) -> str:
-    text = " ".join(hit.item.text.split())
-    return f"- {text}" if hit.item.kind == "fact" else f"- Earlier exchange: {text}"
+    return item_line(hit.item)
+
+
+def item_line(item: MemoryItem) -> str:
+    """The line an item takes in the recalled block (one line: its whitespace is folded)."""
+    text = " ".join(item.text.split())
+    return f"- {text}" if item.kind == "fact" else f"- Earlier exchange: {text}"
+
+
+def recalled_lines(content: str) -> set[str]:
+    """The item lines of the recalled block a user message starts with (none without one)."""
+    if not content.startswith(RECALL_HEADER):
+        return set()
+    return set(content.split("\n\n", 1)[0].splitlines()[1:])
