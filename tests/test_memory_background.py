@@ -229,3 +229,18 @@ def test_a_memory_counts_as_sent_only_when_its_own_line_was_sent() -> None:
     assert item_line(MemoryItem("b", "fact", "The user likes jazz", 0, 0)) not in sent  # a prefix is not the fact
     assert item_line(MemoryItem("c", "exchange", "User: hi  Assistant:\nhello", 0, 0)) in sent
     assert recalled_lines("What should I play?") == set()
+
+
+def test_recall_with_no_database_yet_does_not_open_chroma(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    memory = Memory(MemoryConfig(path=tmp_path / "data" / "memory"))
+    opened: list[bool] = []
+    monkeypatch.setattr(memory, "_open_default", lambda: opened.append(True))
+    assert memory.nothing_stored()
+    recalled = asyncio.run(memory.recall("What is my name?", None, len))
+    assert recalled.hits == [] and recalled.note is None and opened == []
+    (tmp_path / "data" / "memory").mkdir(parents=True)
+    (tmp_path / "data" / "memory" / "chroma.sqlite3").write_bytes(b"")
+    assert not memory.nothing_stored()  # a database exists: recall opens it (and reports a damaged one)
+    blocked = Memory(MemoryConfig(path=tmp_path / "file" / "memory"))
+    (tmp_path / "file").write_text("a file where the folder should be")
+    assert not blocked.nothing_stored()  # cannot be made: the normal open says why

@@ -175,8 +175,9 @@ class Session(Remembering, Answering, RouteCalls, TurnSaving, EventChannel, Sync
         The router's embedding model and the memory database open too, so the first turn does
         not pay for them. Progress arrives as ``ModelLoading`` / ``ModelReady`` / ``ModelFailed``.
         """
-        warmers = [lambda: self.router.embed("warm up")] if self.router.uses_embedding else []
-        if self.memory is not None:
+        embedder = self.router.scorer.embedder if self.router.uses_embedding else None
+        warmers = [getattr(embedder, "load", None) or (lambda: self.router.embed("warm up"))] if embedder else []
+        if self.memory is not None and not self.memory.nothing_stored():  # else Chroma would only compete
             warmers.append(self.memory.store)  # a failure here is reported by the first turn
         for warmer in warmers:
             warm = asyncio.ensure_future(asyncio.to_thread(warmer))
