@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# llama.cpp's OpenMP threads sleep, not spin, between parallel regions. Set before anything loads
+# llama.cpp (libgomp reads it once, when loaded); the model processes the tests start inherit it.
+# The suite runs two test processes (pytest -n 2, README) beside model servers on two cores: spinning
+# threads then take the cores from the ones with work, and one 1,000-token prompt took 39 s instead of
+# 11 s (two at once, load 3.5). It changes when threads wait, not what they compute: answers are the same.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -81,7 +89,6 @@ def no_installed_tools(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
 # -- real models and servers ---------------------------------------------------------------
 
 import asyncio  # noqa: E402
-import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
