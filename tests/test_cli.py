@@ -186,6 +186,7 @@ def test_doctor_checks_an_ollama_tiers_model(tmp_path: Path) -> None:
     assert "ollama pull qwen3:8b" in result.stdout and result.returncode == 1
 
 
+@pytest.mark.serial
 def test_ctrl_c_stops_ask_and_keeps_the_partial_answer(tmp_path: Path) -> None:
     import signal
 

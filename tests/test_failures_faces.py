@@ -159,6 +159,7 @@ def read_first_bytes(proc: subprocess.Popen[bytes], timeout: float = 90.0) -> by
     return os.read(proc.stdout.fileno(), 100)
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_stop_signal_keeps_the_question_and_the_partial_answer_of_ask(signum: signal.Signals) -> None:
     env = {**os.environ, "SLMCHAT_TOOLS__ENABLED": "[]", "SLMCHAT_MEMORY__ENABLED": "false"}
@@ -206,6 +207,7 @@ def assert_interrupted_turn() -> None:
     assert turn["answer"].strip()
 
 
+@pytest.mark.serial
 def test_closing_the_terminal_of_the_chat_keeps_the_partial_answer() -> None:
     child = spawn_chat("repl")
     child.expect("›")
@@ -216,6 +218,7 @@ def test_closing_the_terminal_of_the_chat_keeps_the_partial_answer() -> None:
     assert_interrupted_turn()
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("stop", ["SIGTERM", "closed terminal"])
 def test_a_stop_signal_keeps_the_partial_answer_of_the_app(stop: str) -> None:
     child = spawn_chat()
@@ -238,6 +241,7 @@ def test_a_stop_signal_keeps_the_partial_answer_of_the_app(stop: str) -> None:
     assert_interrupted_turn()
 
 
+@pytest.mark.serial
 def test_the_chat_stopped_at_its_prompt_leaves_with_the_signals_code() -> None:
     child = pexpect.spawn(sys.executable, ["-m", "slmchat", "repl"], encoding="utf-8", timeout=60)
     try:
@@ -278,6 +282,7 @@ def test_a_question_with_bytes_that_are_not_utf8_is_answered_and_stored() -> Non
 # -- 8e. Ctrl-C while the CLI starts --------------------------------------------------------------
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("delay", [0.05, 0.1, 0.2, 0.3, 0.4])
 def test_ctrl_c_while_the_cli_starts_exits_130_without_a_traceback(delay: float) -> None:
     """Ctrl-C at ``delay`` s after Python has imported the ``slmchat`` package, while the CLI's modules load.
@@ -309,6 +314,7 @@ def test_ctrl_c_while_the_cli_starts_exits_130_without_a_traceback(delay: float)
     assert proc.returncode in (130, -signal.SIGINT), said
 
 
+@pytest.mark.serial
 def test_ctrl_c_at_a_question_says_which_command_stopped() -> None:
     child = pexpect.spawn(sys.executable, ["-m", "slmchat", "keys", "set", "openai"], encoding="utf-8", timeout=60)
     try:
@@ -377,6 +383,7 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_only_with_debug() -> 
     assert KEY not in plain.stderr + debug.stderr
 
 
+@pytest.mark.serial
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_in_a_real_terminal_an_answer_cannot_retitle_the_window(tmp_path: Path) -> None:
     socket_name = f"slmchat-test-{os.getpid()}"

@@ -70,6 +70,7 @@ def count(folder: Path) -> int:
 # -- case 7: an import stopped half way -------------------------------------------------------
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(600)
 def test_ctrl_c_during_an_import_says_how_far_it_got_and_the_same_command_finishes_it(isolated_dirs: Path) -> None:
     rows = IMPORT_BATCH * 3
@@ -103,6 +104,7 @@ def test_ctrl_c_during_an_import_says_how_far_it_got_and_the_same_command_finish
     assert count(isolated_dirs / "data" / "memory") == rows  # the rest added, nothing doubled
 
 
+@pytest.mark.serial
 def test_ctrl_c_while_the_file_is_being_read_writes_nothing(isolated_dirs: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "slmchat", "memory", "import", "-"],

@@ -191,6 +191,7 @@ def test_a_payload_and_an_updated_display_are_recorded(module_kernel: Kernel) ->
     assert ran.shown() == "two" and ran.stats() == {"status": "ok"}
 
 
+@pytest.mark.serial
 def test_an_interrupt_reaches_a_running_cell(module_kernel: Kernel) -> None:
     def interrupt_once_started(cell: Any) -> None:
         until(lambda: any("started" in o.get("text", "") for o in cell.outputs), 10)
@@ -305,6 +306,7 @@ def test_a_bad_option_is_one_line_with_the_fix_and_no_model_call(kernel: Kernel)
     assert kernel.run("%slm history").stdout.startswith("conversation ")  # no exchange was stored
 
 
+@pytest.mark.serial
 def test_an_interrupt_mid_stream_keeps_the_partial_answer(tmp_path: Path, llama_server: str) -> None:
     """Jupyter's stop button while a long answer streams: the cell shows what came, no traceback, and
     the kernel's next cell runs."""

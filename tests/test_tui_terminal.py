@@ -20,6 +20,8 @@ import pytest
 from tests.bench.bench_tui_start import Tmux, slmchat_command
 from tests.helpers import free_port, write_config
 
+pytestmark = pytest.mark.serial  # typed at and read off a real screen with deadlines: run alone
+
 SIZE = (120, 40)  # ≥ 100 columns: the inspector shows from the start
 TIMEOUT = 60
 
