@@ -65,19 +65,21 @@ Goals: decode tok/s session/raw >= 0.97 (both configurations); TTFT session − 
 off; with the shipped defaults the difference is reported without a goal, since the two sides
 start from different KV-cache states there).
 
-Section 2 ("multi-turn") opens one ``Session`` per configuration and sends the same 8-turn
-conversation (a fact, then questions, some about the fact: ``CONVERSATION``) back to back, the two
-configurations alternately, ``--conversations`` times (default 3), in the same process. Per turn
-it records TTFT (from calling ``session.turn()`` to the first ``Token`` event), the prompt tokens,
-whether memory was recalled (``MemoryRecalled``), tool calls, and background memory writes that
-finished during the turn (``MemorySaved`` / ``MemoryFailed`` in the turn's stream). Each
-conversation starts with ``new_conversation()`` in the same session, so long-term memory carries
-over from the earlier ones, as it does for a user. The figure is the median of turns 2-8 per
-conversation, then the median over the conversations; goal: shipped defaults minus memory off
-<= 30 ms. After each conversation ``await session.settle()`` is timed: the background work still
-left when the conversation ends. A variant "with pauses" (shipped defaults only, one
-conversation) waits ``--pause`` seconds (default 3; 0 skips it) between turns, as a user who reads
-the answer would, so background memory work may run in the pauses; it is reported without a goal.
+Section 2 ("multi-turn") sends the same 8-turn conversation (a fact, then questions, some about the
+fact: ``CONVERSATION``) back to back, the two configurations alternately, ``--conversations`` times
+(default 3), in the same process, each time in a new ``Session`` with empty memory, so every
+repetition measures the same conversation. Per turn it records TTFT (from calling ``session.turn()``
+to the first ``Token`` event), the prompt tokens, whether memory was recalled (``MemoryRecalled``),
+tool calls, and background memory writes that finished during the turn (``MemorySaved`` /
+``MemoryFailed`` in the turn's stream). The figure is the median of turns 2-8 per conversation, then
+the median over the conversations; goal: shipped defaults minus memory off <= 30 ms. After each
+conversation ``await session.settle()`` is timed: the background work still left when the
+conversation ends. A "returning user" (shipped defaults, no goal; ``--no-returning`` skips it) sends
+the conversation once, then again in a new conversation of the same session, whose memory now holds
+the first: recall adds earlier facts and exchanges to the prompt, and those tokens are evaluated. A
+variant "with pauses" (shipped defaults only, one conversation) waits ``--pause`` seconds (default
+3; 0 skips it) between turns, as a user who reads the answer would, so background memory work may
+run in the pauses; it is reported without a goal.
 
 Section 3 ("cold start") launches ``slmchat ask "What is the capital of France?"`` three times
 with fresh, empty SLMCHAT_DATA_DIR / SLMCHAT_CONFIG_DIR (so: the shipped defaults) and measures the
@@ -673,33 +675,57 @@ def turn_ttfts(result: dict[str, Any]) -> str:
 
 
 async def multi_turn(backend: Any, log: CallLog, args: argparse.Namespace, folder: Path, say: Any) -> dict[str, Any]:
-    """Section 2: both configurations alternately, ``args.conversations`` times; then the pauses variant."""
+    """Section 2: both configurations alternately, ``args.conversations`` times, each in a new session
+    with empty memory (so every repetition is the same conversation); then a returning user (the
+    conversation again, in a new conversation of a session whose memory holds the first one: recall
+    adds tokens to the prompt) and the pauses variant, both with the shipped defaults."""
     load_before = os.getloadavg()[0]
-    sessions = {name: open_session(name, backend, args.max_tokens, folder / name.replace(" ", "-")) for name in CONFIGS}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
-    paused = None
-    try:
-        for i in range(args.conversations):
-            order = CONFIGS if i % 2 == 0 else CONFIGS[::-1]
-            for name in order:
-                result = await conversation(sessions[name], log, 0.0)
-                runs[name].append(result)
-                say(
-                    f"[multi-turn {name}] conversation {i + 1}/{args.conversations}: TTFT turns 2-8 median "
-                    f"{ms(result['ttft_ms_median_turns_2_8'])} ms (per turn: {turn_ttfts(result)}); "
-                    f"settle {result['settle_ms']:.0f} ms"
-                )
-        if args.pause > 0:
-            paused = await conversation(sessions[DEFAULTS], log, args.pause)
+    paused = returning = None
+    described: dict[str, Any] = {}
+
+    def fresh(name: str, tag: str) -> Any:
+        return open_session(name, backend, args.max_tokens, folder / f"{name.replace(' ', '-')}-{tag}")
+
+    for i in range(args.conversations):
+        order = CONFIGS if i % 2 == 0 else CONFIGS[::-1]
+        for name in order:
+            session = fresh(name, str(i))
+            try:
+                result = await conversation(session, log, 0.0)
+                described.setdefault(name, describe(name, session))
+            finally:
+                await session.aclose()
+            runs[name].append(result)
             say(
-                f"[multi-turn {DEFAULTS}, {args.pause:g} s pauses] TTFT turns 2-8 median "
-                f"{ms(paused['ttft_ms_median_turns_2_8'])} ms (per turn: {turn_ttfts(paused)}); "
-                f"settle {paused['settle_ms']:.0f} ms"
+                f"[multi-turn {name}] conversation {i + 1}/{args.conversations}: TTFT turns 2-8 median "
+                f"{ms(result['ttft_ms_median_turns_2_8'])} ms (per turn: {turn_ttfts(result)}); "
+                f"settle {result['settle_ms']:.0f} ms"
             )
-        described = {name: describe(name, session) for name, session in sessions.items()}
-    finally:
-        for session in sessions.values():
+    if args.returning:
+        session = fresh(DEFAULTS, "returning")
+        try:
+            await conversation(session, log, 0.0)  # fills memory (settled at its end)
+            session.new_conversation()
+            returning = await conversation(session, log, 0.0)
+        finally:
             await session.aclose()
+        say(
+            f"[multi-turn {DEFAULTS}, returning user] TTFT turns 2-8 median "
+            f"{ms(returning['ttft_ms_median_turns_2_8'])} ms (per turn: {turn_ttfts(returning)}); "
+            f"settle {returning['settle_ms']:.0f} ms"
+        )
+    if args.pause > 0:
+        session = fresh(DEFAULTS, "pauses")
+        try:
+            paused = await conversation(session, log, args.pause)
+        finally:
+            await session.aclose()
+        say(
+            f"[multi-turn {DEFAULTS}, {args.pause:g} s pauses] TTFT turns 2-8 median "
+            f"{ms(paused['ttft_ms_median_turns_2_8'])} ms (per turn: {turn_ttfts(paused)}); "
+            f"settle {paused['settle_ms']:.0f} ms"
+        )
 
     def summary(name: str) -> dict[str, Any]:
         medians = [r["ttft_ms_median_turns_2_8"] for r in runs[name] if r["ttft_ms_median_turns_2_8"] is not None]
@@ -717,6 +743,7 @@ async def multi_turn(backend: Any, log: CallLog, args: argparse.Namespace, folde
         "measured_turns": "2-8",
         **{name: summary(name) for name in CONFIGS},
         "with_pauses": paused,
+        "returning_user": returning,
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     off, on = result[MEMORY_OFF]["ttft_ms_median"], result[DEFAULTS]["ttft_ms_median"]
@@ -965,7 +992,7 @@ def print_multi_turn(m: dict[str, Any]) -> None:
     print()
     print(
         f"== multi-turn: the same {len(CONVERSATION)}-turn conversation sent back to back, {m['conversations']} "
-        "conversations per configuration (alternating), one session each, same process and model"
+        "conversations per configuration (alternating), each in a new session with empty memory, same process and model"
     )
     print(f"   1-min load average {m['load_avg_1min'][0]} at start, {m['load_avg_1min'][1]} at end")
     print(
@@ -1011,6 +1038,15 @@ def print_multi_turn(m: dict[str, Any]) -> None:
         + "; ".join(f"{n} {' '.join(ms(v) for v in m[n]['settle_ms_per_conversation'])} ms" for n in CONFIGS)
         + ("   (settle said work was still left)" if any(m[n]["settle_left_work"] for n in CONFIGS) else "")
     )
+    returning = m.get("returning_user")
+    if returning:
+        recalled = [t["memory_recalled"] or 0 for t in returning["turns"]]
+        prompts = [t["prompt_tokens"] for t in returning["turns"]]
+        print(
+            f"   returning user ({DEFAULTS}: the conversation again, the first one in memory; no goal): TTFT per turn "
+            f"{turn_ttfts(returning)} ms, median of turns 2-8 {ms(returning['ttft_ms_median_turns_2_8'], '.1f')} ms; "
+            f"items recalled per turn {' '.join(map(str, recalled))}; prompt tokens {' '.join(map(str, prompts))}"
+        )
     paused = m.get("with_pauses")
     if paused:
         print(
@@ -1093,6 +1129,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=3,
         help="multi-turn: conversations per configuration, run alternately (default 3)",
+    )
+    parser.add_argument(
+        "--no-returning",
+        dest="returning",
+        action="store_false",
+        help="multi-turn: skip the returning user (the conversation again, with the first one in memory)",
     )
     parser.add_argument(
         "--pause",
