@@ -119,6 +119,10 @@ def test_a_full_database_keeps_the_answer_in_the_session_so_the_chat_goes_on(tmp
 
 def test_kill_9_mid_answer_loses_at_most_the_answer_never_the_question(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    from slmchat.memory.store import MemoryStore
+
+    # a memory with something in it: recall opens it before the first token (an empty one is not opened)
+    MemoryStore.open(data / "memory").add("The user likes stories about the sea", "fact")
     env = {**os.environ, "SLMCHAT_TOOLS__ENABLED": "[]", "SLMCHAT_MEMORY__ENABLED": "true", **LONG}
     ask = subprocess.Popen([sys.executable, "-m", "slmchat", "ask", STORY], stdout=subprocess.PIPE, env=env)
     assert ask.stdout is not None
