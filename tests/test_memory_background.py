@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +48,8 @@ class CacheWatch:
 
     def reused(self, call: int, prompt_tokens: int) -> int:
         """Prompt tokens the call took from the cache instead of evaluating them."""
-        before = self.calls[call][1]
-        prompt = self.state()[:prompt_tokens]
-        shared = 0
-        for a, b in zip(before, prompt, strict=False):
-            if a != b:
-                break
-            shared += 1
-        return shared
+        pairs = zip(self.calls[call][1], self.state()[:prompt_tokens], strict=False)
+        return sum(1 for _ in takewhile(lambda pair: pair[0] == pair[1], pairs))
 
 
 def session_with_memory(backend: Any, folder: Path, **memory: Any) -> tuple[Session, Memory]:
