@@ -20,10 +20,8 @@ from slmchat.infra.store_errors import StorageError, storage_error
 from slmchat.infra.store_memory import PendingMemory
 from slmchat.infra.store_schema import MIGRATIONS, migrate
 
-__all__ = [
-    "MIGRATIONS", "ConversationRow", "StorageError", "Store", "TurnRecord", "migrate", "new_conversation_id",
-    "storage_error",
-]  # fmt: skip
+__all__ = ["MIGRATIONS", "ConversationRow", "StorageError", "Store", "TurnRecord", "migrate", "new_conversation_id",
+           "storage_error"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -166,10 +164,8 @@ class Store(PendingMemory):
                 "INSERT OR IGNORE INTO conversations (id, title, created_at, updated_at) VALUES (?, '', ?, ?)",
                 (record.conversation_id, now, now),
             )
-            values = (
-                record.answer, record.status, record.tier, record.model, record.route_reason, error,
-                int(record.memory_pending),
-            )  # fmt: skip
+            r = record
+            values = (r.answer, r.status, r.tier, r.model, r.route_reason, error, int(r.memory_pending))
             if (
                 record.turn_id is not None
                 and db.execute(
