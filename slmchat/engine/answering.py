@@ -76,7 +76,7 @@ class Answering:
         count = lambda s: backend.count_tokens(s)[0]  # noqa: E731
         budget = history_budget(cfg.context_tokens, backend.context_tokens, cfg.max_tokens)
         budget -= sum(count(m.content) for m in extra)
-        window = fit_window(system or turn.system, self.history, turn.question or turn.text, budget, count, question_of)
+        window = fit_window(system or turn.system, self.history, turn.question, budget, count, question_of)
         turn.dropped, turn.shortened = window.dropped, window.shortened
         if window.compacted and turn.compaction is None:
             turn.compaction = Compacted(window.shortened, window.dropped, window.tokens)
@@ -186,7 +186,7 @@ class Answering:
             tier=decision.tier,
         )  # fmt: skip
         turn.tool_run = loop.result
-        async for event in loop.run(turn.system, [Message("user", turn.question or turn.text)]):
+        async for event in loop.run(turn.system, [Message("user", turn.question)]):
             if isinstance(event, Token):
                 turn.first_token_at = turn.first_token_at or time.perf_counter()
                 turn.answer.append(event.text)

@@ -239,9 +239,8 @@ class Session(Remembering, Answering, RouteCalls, TurnSaving, EventChannel, Sync
             yield failed
             return
         turn = TurnState(
-            text, decision, started, embedding=embedding, ran_on=decision.tier, system=self.config.system_prompt,
-            question=text,
-        )  # fmt: skip
+            text, decision, started, embedding=embedding, ran_on=decision.tier, system=self.config.system_prompt
+        )
         self._turn_running, self._side, self.status = True, [], "thinking"
         remembering = self.memory is not None and (self.use_memory if memory is None else memory)
         turn.remember = remembering and (self.config.memory.extract or self.config.memory.store_exchanges)

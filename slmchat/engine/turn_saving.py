@@ -128,7 +128,7 @@ class TurnSaving:
             turn.store_error = exc
         turn.saved = True
         if status != "failed":
-            self.history.append(Message("user", turn.question or turn.text))  # as sent: the next prompt shares it
+            self.history.append(Message("user", turn.question))  # as sent: the next prompt shares it
             if answer:
                 self.history.append(Message("assistant", answer))
         return turn_id

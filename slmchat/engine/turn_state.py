@@ -46,7 +46,7 @@ class TurnState:
     tool_run: Any = None  # the agent loop's AgentRun, when the turn offered tools
     system: str = ""  # the system prompt of this turn (the config's; the same every turn)
     remember: bool = False  # an ok answer is remembered in the background (its row marked memory_pending)
-    question: str = ""  # the user message as sent: recalled memories, then ``text`` (set by the session)
+    question: str = ""  # the user message as sent: recalled memories, then ``text`` (``text`` until recall)
     memory: dict[str, Any] | None = None  # what recall did (Recalled.to_dict())
     compaction: Any = None  # the Compacted event, when the history had to be compacted
     shortened: int = 0
@@ -57,6 +57,9 @@ class TurnState:
     events: list[dict[str, Any]] = field(default_factory=list)
     calls: list[CallRecord] = field(default_factory=list)
     in_flight: tuple[Tier, float] | None = None  # the model call under way: its tier and start time
+
+    def __post_init__(self) -> None:
+        self.question = self.question or self.text
 
     def close_call(self, model: str) -> None:
         """Record the model call in flight with what its stream reported."""

@@ -134,7 +134,7 @@ class Memory:
             return Recalled(note=f"memory off: {exc.message}")
         chosen, used = [], count(RECALL_HEADER)
         for hit in hits:
-            cost = count(recall_line(hit))
+            cost = count(item_line(hit.item))
             if used + cost > self.config.recall_tokens:
                 continue
             chosen.append(hit)
@@ -166,7 +166,7 @@ class Memory:
         """The text put before the question (empty when nothing was recalled): see ``with_recall``."""
         if not recalled.hits:
             return ""
-        return "\n".join([RECALL_HEADER, *(recall_line(hit) for hit in recalled.hits)])
+        return "\n".join([RECALL_HEADER, *(item_line(hit.item) for hit in recalled.hits)])
 
     # -- remembering ----------------------------------------------------------------------
 
@@ -241,10 +241,6 @@ class Memory:
 
     def forget(self, ids: list[str]) -> int:
         return self._use("delete", ids)
-
-
-def recall_line(hit: Hit) -> str:
-    return item_line(hit.item)
 
 
 def item_line(item: MemoryItem) -> str:
