@@ -24,7 +24,8 @@ from slmchat.infra.config import Config, MemoryConfig, TierConfig
 from slmchat.infra.errors import SlmchatError
 from slmchat.memory.importer import FileImport
 from slmchat.memory.manager import Memory
-from slmchat.memory.store import IMPORT_BATCH, MemoryStore
+from slmchat.memory.store import MemoryStore
+from slmchat.memory.store_writes import IMPORT_BATCH
 from slmchat.testing import scripted_session
 from tests.helpers import slmchat
 

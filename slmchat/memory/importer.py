@@ -64,7 +64,7 @@ class FileImport:
 
     def write(self, store: MemoryStore, progress: Callable[[int], None] | None = None) -> ImportReport:
         """Write the checked rows to ``store`` in batches; ``progress(n)`` after each batch of ``n`` rows."""
-        from slmchat.memory.store import IMPORT_BATCH
+        from slmchat.memory.store_writes import IMPORT_BATCH
 
         if not self.checked:
             self.check()

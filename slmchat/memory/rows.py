@@ -162,3 +162,22 @@ def validate_rows(rows: Sequence[dict[str, Any]]) -> list[MemoryItem]:
         seen.add(item.id, f"memory row {index}", f"row {index}")
         items.append(item)
     return items
+
+
+#: metadata keys a record may lack; written as None so that an update removes an old value
+_OPTIONAL_KEYS = ("conversation_id", "turn_id", "confidence")
+
+
+def items_from_chroma(ids: Sequence[str], documents: Sequence[str | None] | None, metadatas: Any) -> list[MemoryItem]:
+    """Items from the parallel lists Chroma returns."""
+    documents = documents or [None] * len(ids)
+    metadatas = metadatas or [None] * len(ids)
+    return [
+        MemoryItem.from_chroma(id, text or "", dict(metadata or {}))
+        for id, text, metadata in zip(ids, documents, metadatas, strict=True)
+    ]
+
+
+def full_metadata(item: MemoryItem) -> dict[str, Any]:
+    """Metadata that replaces a stored record's whole metadata (Chroma merges, None removes a key)."""
+    return {**dict.fromkeys(_OPTIONAL_KEYS), **item.metadata()}

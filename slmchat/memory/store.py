@@ -41,21 +41,20 @@ from slmchat.memory.chroma_guard import (
 )
 from slmchat.memory.connect import SQLITE_FILE, connect_embedded, connect_server
 from slmchat.memory.embedding_function import SlmchatMiniLM
-from slmchat.memory.rows import KINDS, check_kind, check_text, exchange_id, fact_id, validate_rows
+from slmchat.memory.rows import KINDS, check_kind, check_text, exchange_id, fact_id, full_metadata, items_from_chroma
+from slmchat.memory.store_writes import BulkWrites
 from slmchat.memory.types import Hit, Kind, MemoryItem, MemoryUnavailable
 
 #: seconds to wait for another process's database lock, or for a server to answer a connection
 DEFAULT_TIMEOUT = 5.0
 #: rows written per Chroma call on import: embedding them takes a few seconds, so Ctrl-C is answered soon
 #: and memory stays small (the ONNX model embeds them 32 at a time)
-IMPORT_BATCH = 128
 #: metadata keys that may be absent; written as None on replace so Chroma drops an old value
-_OPTIONAL_KEYS = ("conversation_id", "turn_id", "confidence")
 
 T = TypeVar("T")
 
 
-class MemoryStore:
+class MemoryStore(BulkWrites):
     """Facts and exchanges in two Chroma collections. Sync and thread-safe (calls are serialised)."""
 
     def __init__(
@@ -156,7 +155,7 @@ class MemoryStore:
                 held = self._collections[kind].get(ids=[item.id], include=["documents"])
                 if held["ids"] and fact_id((held["documents"] or [""])[0] or "") != item.id:
                     item = replace(item, id=uuid.uuid4().hex)  # that record was updated to another text: keep it
-                self._collections[kind].upsert(ids=[item.id], documents=[item.text], metadatas=[_full_metadata(item)])
+                self._collections[kind].upsert(ids=[item.id], documents=[item.text], metadatas=[full_metadata(item)])
             else:
                 self._collections[kind].upsert(ids=[item.id], documents=[item.text], metadatas=[item.metadata()])
         return item
@@ -189,7 +188,7 @@ class MemoryStore:
                 source=old.source if source is None else source,
                 confidence=old.confidence if confidence is None else confidence,
             )
-            self._collections[item.kind].update(ids=[item.id], documents=[item.text], metadatas=[_full_metadata(item)])
+            self._collections[item.kind].update(ids=[item.id], documents=[item.text], metadatas=[full_metadata(item)])
         return item
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -206,57 +205,6 @@ class MemoryStore:
                     deleted += len(found)
         return deleted
 
-    def import_items(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Store exported rows, keeping their ids and timestamps (an existing id is replaced).
-
-        Every row is checked first; one bad row raises SlmchatError naming it and nothing is written.
-        For a file, ``slmchat.memory.importer`` does the same in bounded memory.
-        """
-        items = validate_rows(rows)
-        for start in range(0, len(items), IMPORT_BATCH):
-            self.write_items(items[start : start + IMPORT_BATCH])
-        return len(items)
-
-    def write_items(self, items: Sequence[MemoryItem]) -> int:
-        """Write items as they are (ids, timestamps), replacing any with the same id; returns how many changed.
-
-        An item stored exactly so already is left alone, not embedded again: running an interrupted
-        import again skips what the first run wrote. An id stored under the other kind moves.
-        """
-        if not items:
-            return 0
-        changed = 0
-        with self._operation("import memories"):
-            stored = self._stored(items)
-            for kind in KINDS:
-                mine = [item for item in items if item.kind == kind and stored.get(item.id) != item]
-                if not mine:
-                    continue
-                moved = [item.id for item in mine if item.id in stored and stored[item.id].kind != kind]
-                if moved:
-                    self._collections["exchange" if kind == "fact" else "fact"].delete(ids=moved)
-                self._collections[kind].upsert(
-                    ids=[item.id for item in mine],
-                    documents=[item.text for item in mine],
-                    metadatas=[_full_metadata(item) for item in mine],
-                )
-                changed += len(mine)
-        return changed
-
-    def count_stored(self, items: Sequence[MemoryItem]) -> int:
-        """How many of ``items`` are stored exactly so (after an import was cut short)."""
-        with self._operation("read memories"):
-            stored = self._stored(items)
-        return sum(1 for item in items if stored.get(item.id) == item)
-
-    def _stored(self, items: Sequence[MemoryItem]) -> dict[str, MemoryItem]:
-        ids = list(dict.fromkeys(item.id for item in items))
-        stored: dict[str, MemoryItem] = {}
-        for collection in self._collections.values():
-            found = collection.get(ids=ids, include=["documents", "metadatas"])
-            stored.update((old.id, old) for old in _items(found["ids"], found["documents"], found["metadatas"]))
-        return stored
-
     # -- reading ----------------------------------------------------------------------------
 
     def get(self, id: str) -> MemoryItem | None:
@@ -270,7 +218,7 @@ class MemoryStore:
         with self._operation("list memories"):
             for k in kinds:
                 result = self._collections[k].get(include=["documents", "metadatas"])
-                found.extend(_items(result["ids"], result["documents"], result["metadatas"]))
+                found.extend(items_from_chroma(result["ids"], result["documents"], result["metadatas"]))
         found.sort(key=lambda item: (item.updated_at, item.created_at), reverse=True)
         return found if limit is None else found[: max(0, limit)]
 
@@ -370,7 +318,7 @@ class MemoryStore:
     def _get(self, id: str) -> MemoryItem | None:
         for collection in self._collections.values():
             result = collection.get(ids=[id], include=["documents", "metadatas"])
-            items = _items(result["ids"], result["documents"], result["metadatas"])
+            items = items_from_chroma(result["ids"], result["documents"], result["metadatas"])
             if items:
                 return items[0]
         return None
@@ -385,7 +333,7 @@ class MemoryStore:
         documents = (result.get("documents") or [[]])[0]
         metadatas = (result.get("metadatas") or [[]])[0]
         distances = (result.get("distances") or [[]])[0]
-        items = _items(ids, documents, metadatas)
+        items = items_from_chroma(ids, documents, metadatas)
         return [(item, 1.0 - float(distance)) for item, distance in zip(items, distances, strict=True)]
 
     def _query_vector(self, query: str | None, embedding: Any) -> np.ndarray | None:
@@ -433,17 +381,3 @@ def _identity(file: Path) -> tuple[int, int] | None:
 def _stamp(now: float | None) -> float:
     """A timestamp in whole milliseconds: a Chroma server returns longer floats one digit off."""
     return round(time.time() if now is None else float(now), 3)
-
-
-def _items(ids: Sequence[str], documents: Sequence[str | None] | None, metadatas: Any) -> list[MemoryItem]:
-    documents = documents or [None] * len(ids)
-    metadatas = metadatas or [None] * len(ids)
-    return [
-        MemoryItem.from_chroma(id, text or "", dict(metadata or {}))
-        for id, text, metadata in zip(ids, documents, metadatas, strict=True)
-    ]
-
-
-def _full_metadata(item: MemoryItem) -> dict[str, Any]:
-    """Metadata that replaces a stored record's whole metadata (Chroma merges, None removes a key)."""
-    return {**dict.fromkeys(_OPTIONAL_KEYS), **item.metadata()}

@@ -197,7 +197,7 @@ class _Unclosed:
 @contextmanager
 def _progress(rows: int) -> Iterator[Callable[[int], None] | None]:
     """A progress bar on stderr for an import of more than one batch, when stderr is a terminal."""
-    from slmchat.memory.store import IMPORT_BATCH
+    from slmchat.memory.store_writes import IMPORT_BATCH
 
     if rows <= IMPORT_BATCH or not sys.stderr.isatty():
         yield None
