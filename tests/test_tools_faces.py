@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from slmchat.engine.session import Session
@@ -138,3 +139,36 @@ def test_ask_runs_a_tool_that_needs_approval_only_with_yes(tmp_path: Path) -> No
     assert events[0]["approved"] is True
     assert events[1]["kind"] == "tool_result" and events[1]["ok"]  # it ran (what it found is the model's query)
     assert isinstance(json.loads(events[1]["result"]), list)
+
+
+@pytest.mark.plugins
+@pytest.mark.serial
+@pytest.mark.parametrize(("typed", "ran"), [("y", True), ("n", False)])
+def test_ask_asks_for_approval_on_the_real_terminal(tmp_path: Path, typed: str, ran: bool) -> None:
+    """In a pty (the controlling terminal), `ask` puts the question on /dev/tty and obeys the answer.
+
+    It once opened /dev/tty as a buffered "r+" text file, which a terminal (not seekable) refuses,
+    and said there was no terminal to ask.
+    """
+    _install("slmchat-files", tmp_path / "site")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("call the dentist on Monday\n")
+    env = {**os.environ, "SLMCHAT_MEMORY__ENABLED": "false", "PYTHONPATH": str(tmp_path / "site"),
+           "SLMCHAT_TOOLS__ENABLED": '["search_files"]', "FILES_TOOL_ROOT": str(notes),
+           "SLMCHAT_SMALL__TEMPERATURE": "0"}  # fmt: skip
+    child = pexpect.spawn(
+        sys.executable, ["-m", "slmchat", "ask", "--json", "--tools", "Search my notes for dentist"],
+        env=env, encoding="utf-8", timeout=120, dimensions=(30, 200),
+    )  # fmt: skip
+    try:
+        child.expect(r"run search_files\(.*\)\? \[y/N\] ")
+        child.sendline(typed)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, child.before
+    assert "no terminal to ask" not in child.before
+    events = json.loads(child.before[child.before.index("{") :])["tool_events"]
+    assert events[0]["name"] == "search_files" and events[0]["approved"] is ran
+    assert any(e["kind"] == "tool_result" and e["ok"] for e in events) is ran

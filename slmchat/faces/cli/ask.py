@@ -109,14 +109,14 @@ def read_piped() -> tuple[str, bool]:
 def _ask_on_terminal(call: Any) -> bool:
     """Ask on the controlling terminal (stdin may be the question); no terminal means no."""
     question = f"run {printable(call_text(call.name, call.arguments), one_line=True)}? [y/N] "
-    try:
-        with open("/dev/tty", "r+", encoding="utf-8") as tty:
-            tty.write(question)
-            tty.flush()
-            return tty.readline().strip().lower() in ("y", "yes")
+    try:  # unbuffered bytes: a terminal is not seekable, so a buffered "r+" text file cannot open on it
+        with open("/dev/tty", "rb+", buffering=0) as tty:
+            tty.write(question.encode("utf-8", "replace"))
+            typed = tty.readline().decode("utf-8", "replace")
     except OSError:
         click.echo(f"[{call.name} needs approval and there is no terminal to ask: pass --yes to allow it]", err=True)
         return False
+    return typed.strip().lower() in ("y", "yes")
 
 
 async def run_turn(
