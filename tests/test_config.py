@@ -40,6 +40,16 @@ def test_environment_overrides_file_values(monkeypatch: pytest.MonkeyPatch) -> N
     assert config.route == "small"
 
 
+def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    paths.config_file().parent.mkdir(parents=True)
+    paths.config_file().write_text("[routing]\nbudget_usd_per_day = 2.5\n")
+    monkeypatch.setenv("SLMCHAT_ROUTING__BUDGET_USD_PER_DAY", "")
+    monkeypatch.setenv("SLMCHAT_ROUTE", "  ")
+    monkeypatch.setenv("SLMCHAT_SYSTEM_PROMPT", '""')  # a quoted empty string is still a value
+    config = load_config()
+    assert config.routing.budget_usd_per_day == 2.5 and config.route == "auto" and config.system_prompt == ""
+
+
 def test_errors_name_the_source_key_and_expectation(monkeypatch: pytest.MonkeyPatch) -> None:
     paths.config_file().parent.mkdir(parents=True)
     paths.config_file().write_text('route = "sometimes"\n[small]\nmodel = "llamacpp:smollm2"\ntimeout_s = -1\n')

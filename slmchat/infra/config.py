@@ -163,6 +163,8 @@ def _env_overrides() -> dict[tuple[str, ...], tuple[str, Any]]:
             continue
         if not name.startswith(ENV_PREFIX) or name in PATH_VARIABLES:
             continue
+        if not raw.strip():  # `SLMCHAT_X=` unsets, as with most programs: the file or the default applies
+            continue
         key = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         try:
             value: Any = tomllib.loads(f"v = {raw}")["v"]
