@@ -5,7 +5,7 @@ from __future__ import annotations
 from slmchat.engine.session import Session
 from slmchat.infra.config import Config, RoutingConfig, TierConfig
 from slmchat.infra.store import Store, TurnRecord
-from slmchat.routing.budget import budget_block, cost_usd
+from slmchat.routing.budget import budget_block, cost_usd, dollars
 from tests.helpers import collect
 
 PRICED = TierConfig(model="openai:big", usd_per_mtok_in=1.0, usd_per_mtok_out=4.0)
@@ -47,3 +47,8 @@ def test_a_spent_budget_keeps_forced_turns_small(small_backend, tmp_path) -> Non
     decision = collect(session, "Hi", route="large")[0].decision
     assert decision.wanted == "large" and decision.tier == "small"
     assert decision.reason.endswith("daily budget of $1.00 is spent ($1.0000), so it ran on the small tier")
+
+
+def test_a_cap_below_a_cent_is_shown_as_set() -> None:
+    shown = [dollars(v) for v in (1.0, 0.5, 0.0001, 0.015, 12.3456)]
+    assert shown == ["$1.00", "$0.50", "$0.0001", "$0.015", "$12.3456"]

@@ -53,8 +53,13 @@ def budget_block(routing: RoutingConfig, large: TierConfig | None, store: Store,
             why = "the large tier has no known price (set usd_per_mtok_in/out)"
             return f"the {use.name} budget cannot be checked: {why}"
         if use.spent_usd >= use.cap_usd:
-            return f"{use.name} budget of ${use.cap_usd:.2f} is spent (${use.spent_usd:.4f})"
+            return f"{use.name} budget of {dollars(use.cap_usd)} is spent (${use.spent_usd:.4f})"
     return None
+
+
+def dollars(cap: float) -> str:
+    """A cap as the user set it: cents when it is whole cents ($1.00), else every digit ($0.0001, not $0.00)."""
+    return f"${cap:.2f}" if round(cap, 2) == cap else f"${cap:.6g}"
 
 
 def _midnight() -> float:
