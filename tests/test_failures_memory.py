@@ -279,3 +279,12 @@ def test_memory_list_and_search_show_escape_sequences_and_newlines_without_obeyi
         as_json = slmchat(*command, "--json")
         assert "\x1b" not in as_json.stdout and "\x9b" not in as_json.stdout
         assert json.loads(as_json.stdout)[0]["text"].endswith("\x1b[2J \x9b31m")  # the data itself is kept
+
+
+def test_memory_list_of_one_kind_says_when_only_the_other_kind_exists(isolated_dirs: Path) -> None:
+    with MemoryStore.open(isolated_dirs / "data" / "memory") as store:
+        store.add("User: Hi\nAssistant: Hello", "exchange")
+    facts = slmchat("memory", "list", "--kind", "fact")
+    assert facts.returncode == 0, facts.stderr
+    assert facts.stdout.strip() == "no facts remembered (1 exchange: see `slmchat memory list`)"
+    assert "exchange" in slmchat("memory", "list", "--kind", "exchange").stdout

@@ -64,8 +64,19 @@ def memory_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_memories(kind: str | None, limit: int, as_json: bool) -> None:
     """The most recently updated memories first."""
-    rows = [item.to_dict() for item in _store().items(kind, limit)]
-    _echo(rows, as_json, "nothing remembered yet")
+    store = _store()
+    rows = [item.to_dict() for item in store.items(kind, limit)]
+    _echo(rows, as_json, _nothing(store, kind))
+
+
+def _nothing(store: Any, kind: str | None) -> str:
+    """What an empty list means: nothing at all, or nothing of this kind while the other kind exists."""
+    other = {"fact": "exchange", "exchange": "fact"}.get(kind or "")
+    if other is None:
+        return "nothing remembered yet"
+    if count := store.count(other):
+        return f"no {kind}s remembered ({count} {other}{'' if count == 1 else 's'}: see `slmchat memory list`)"
+    return f"no {kind}s remembered yet"
 
 
 @memory_group.command("search")
