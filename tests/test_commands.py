@@ -268,6 +268,7 @@ def test_remember_list_and_forget_in_two_steps(tmp_path: Path) -> None:
     assert [h.item.text for h in matches.hits] == ["I prefer metric units"]  # the sister is below the threshold
     assert all(h.similarity >= FORGET_SIMILARITY for h in matches.hits)
     assert matches.message == "1 memory match 'units'"
+    assert matches.question == "delete this memory?"  # not "delete these 1?"
     assert memory.store().count() == 2  # step one deletes nothing
     unrelated = run(session, "/forget my dog")
     assert isinstance(unrelated, Matches) and unrelated.hits == ()

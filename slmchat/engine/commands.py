@@ -131,6 +131,11 @@ class Matches(CommandResult):
     def ids(self) -> tuple[str, ...]:
         return tuple(hit.item.id for hit in self.hits)
 
+    @property
+    def question(self) -> str:
+        """The confirmation every face asks: "delete this memory?", "delete these 3 memories?"."""
+        return "delete this memory?" if len(self.hits) == 1 else f"delete these {len(self.hits)} memories?"
+
 
 @dataclass(frozen=True, kw_only=True)
 class Forgotten(CommandResult):

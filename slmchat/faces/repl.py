@@ -181,7 +181,7 @@ class Repl:
         for hit in matches.hits:
             self.write(f"  {hit.item.kind}: {hit.item.text}\n")
         try:
-            reply = await self.prompt.prompt_async(f"delete these {len(matches.hits)}? [y/N] ")
+            reply = await self.prompt.prompt_async(f"{matches.question} [y/N] ")
         except (KeyboardInterrupt, EOFError):
             reply = ""
         yes = reply.strip().lower() in ("y", "yes")

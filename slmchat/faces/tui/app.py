@@ -275,7 +275,7 @@ class SlmchatApp(KeyActions, App[None]):
                 assert self.session is not None
                 await self.show_result(await forget_confirmed(self.session, result.ids if yes else ()))
 
-            self.push_screen(ConfirmScreen(f"delete these {len(result.hits)}?", lines), confirmed)
+            self.push_screen(ConfirmScreen(result.question, lines), confirmed)
         else:
             await self.note(result.message)
         self.refresh_status()
