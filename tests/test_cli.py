@@ -35,7 +35,19 @@ def test_ask_json_answers_with_the_embedded_model() -> None:
     assert data["usage"]["estimated"] is False
     assert data["latency"]["ttft_ms"] > 0 and data["latency"]["total_ms"] >= data["latency"]["ttft_ms"]
     assert data["latency"]["tokens_per_s"] > 0
+    assert all(round(value, 1) == value for value in data["latency"].values() if value is not None)
     assert len(data["conversation_id"]) == 12
+    documented = _documented_ask_json()  # the docs say "exactly these fields": they must be the real ones
+    assert list(data) == list(documented)
+    for name in ("route", "usage", "latency", "cost"):  # memory is off in tests unless marked
+        assert set(data[name]) == set(documented[name]), name
+
+
+def _documented_ask_json() -> dict:
+    """The `ask --json` example in docs/getting-started.md."""
+    text = (Path(__file__).parents[1] / "docs" / "getting-started.md").read_text()
+    block = text.split("The `--json` output is one JSON object", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    return json.loads(block)
 
 
 def test_ask_streams_text_reads_stdin_and_continues(tmp_path: Path) -> None:

@@ -112,7 +112,7 @@ def test_ask_uses_a_plugin_installed_from_the_plugins_folder(tmp_path: Path) -> 
     assert data["tools"]["calls"] == 1 and data["tools"]["termination"] == "answered"
     ran_ms = [e["ms"] for e in data["tool_events"] if e["kind"] == "tool_result"]
     assert len(ran_ms) == 1 and ran_ms[0] > 0
-    assert data["latency"]["tool_ms"] == pytest.approx(ran_ms[0]) and data["answer"]  # the one run is the tool time
+    assert data["latency"]["tool_ms"] == pytest.approx(ran_ms[0], abs=0.05) and data["answer"]
 
 
 @pytest.mark.plugins

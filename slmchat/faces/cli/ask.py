@@ -243,6 +243,11 @@ def json_line(value: Any) -> str:
     return json_text(value)
 
 
+def _tenths(value: Any) -> Any:
+    """Milliseconds and tokens/s to 0.1: the clock does not resolve the rest (the store keeps it all)."""
+    return round(value, 1) if isinstance(value, float) else value
+
+
 def answer_json(event: TurnDone) -> dict[str, Any]:
     """The fields of `ask --json` (docs/getting-started.md lists them)."""
     stats = event.stats
@@ -250,7 +255,7 @@ def answer_json(event: TurnDone) -> dict[str, Any]:
         "answer": stats.answer,
         "route": stats.route.to_dict(),
         "usage": stats.usage.to_dict(),
-        "latency": stats.latency.to_dict(),
+        "latency": {name: _tenths(value) for name, value in stats.latency.to_dict().items()},
         "status": stats.status,
         "cost": stats.cost.to_dict() if stats.cost else None,
         "escalation": stats.escalation,
