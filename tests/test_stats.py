@@ -56,6 +56,8 @@ def test_stats_csv_and_since(small_backend, llama_server: str) -> None:  # type:
     run_turns(small_backend, llama_server, priced=True)
     rows = list(csv.DictReader(io.StringIO(CliRunner().invoke(main, ["stats", "--csv"]).output)))
     assert [r["tier"] for r in rows] == ["large", "small", "small"] and rows[0]["price_source"] == "config"
+    assert [(r["routed_tier"], r["wanted_tier"], r["override"]) for r in rows] == [
+        ("large", "large", "large"), ("small", "small", ""), ("small", "small", "small")]  # fmt: skip
     future = json.loads(CliRunner().invoke(main, ["stats", "--json", "--since", "2999-01-01"]).output)
     assert future["turns"] == 0
     bad = CliRunner().invoke(main, ["stats", "--since", "yesterday"])

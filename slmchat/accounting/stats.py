@@ -12,7 +12,7 @@ import numpy as np
 
 CSV_COLUMNS = ["turn_id", "call_id", "day", "conversation_id", "routed_tier", "tier", "model", "prompt_tokens",
                "completion_tokens", "estimated", "usd", "large_equivalent_usd", "price_source", "ttft_ms",
-               "total_ms", "tokens_per_s", "override", "escalated"]  # fmt: skip
+               "total_ms", "tokens_per_s", "override", "escalated", "wanted_tier"]  # fmt: skip
 
 
 def _day(ts: float) -> str:

@@ -279,6 +279,8 @@ class Store(PendingMemory):
             " u.large_equivalent_usd, u.price_source, u.ttft_ms, u.total_ms, u.tokens_per_s,"
             " (SELECT json_extract(payload, '$.decision.override') FROM events e"
             "  WHERE e.turn_id = t.id AND e.kind = 'route_decided') AS override,"
+            " (SELECT json_extract(payload, '$.decision.wanted') FROM events w"
+            "  WHERE w.turn_id = t.id AND w.kind = 'route_decided') AS wanted_tier,"
             " EXISTS(SELECT 1 FROM events x WHERE x.turn_id = t.id AND x.kind = 'escalated') AS escalated"
             " FROM turns t JOIN usage u ON u.turn_id = t.id WHERE t.created_at >= ? ORDER BY t.id, u.id",
             (since,),
