@@ -71,10 +71,22 @@ def test_calibrate_command_shows_the_effect_and_asks_first() -> None:
     runner = CliRunner()
     refused = runner.invoke(main, ["route", "calibrate", "--large-share", "0.2"], input="n\n")
     assert "threshold " in refused.output and "-> 0.8000" in refused.output
-    assert "expected large-tier share on those turns: 20.0%" in refused.output
+    assert "expected large-tier share on your last 50 turns: 20.0%" in refused.output
+    assert "tied" not in refused.output and refused.output.endswith("not saved\n")
     assert load_config().routing.threshold is None  # not saved
     saved = runner.invoke(main, ["route", "calibrate", "--large-share", "0.2", "--yes"])
     assert saved.exit_code == 0 and load_config().routing.threshold == 0.8
+    assert f"saved: [routing] threshold = 0.8000 in {paths.config_file()}" in saved.output
+    assert "to undo: delete the threshold line under [routing]" in saved.output  # there was none before
+    again = runner.invoke(main, ["route", "calibrate", "--large-share", "0.1", "--yes"])
+    assert "to undo: set threshold = 0.8000 under [routing]" in again.output
+
+
+def test_calibrate_says_why_tied_scores_miss_the_share() -> None:
+    store_turns([0.1] * 8 + [0.5] * 4)  # a third of the turns share the top score
+    shown = CliRunner().invoke(main, ["route", "calibrate", "--large-share", "0.2"], input="n\n").output
+    assert "expected large-tier share on your last 12 turns: 33.3%" in shown
+    assert "(4 of those turns have exactly the score 0.5000, so they go to the same tier" in shown
 
 
 def test_calibrate_from_feedback_and_bad_arguments() -> None:
@@ -82,6 +94,7 @@ def test_calibrate_from_feedback_and_bad_arguments() -> None:
     result = CliRunner().invoke(main, ["route", "calibrate", "--error-costs", "10,1", "--yes"])
     assert result.exit_code == 0, result.output
     assert "lowest cost on 6 judged small-tier turns: 1" in result.output
+    assert "expected large-tier share on your last 6 turns: 50.0%" in result.output  # all turns, not the judged
     assert load_config().routing.threshold == 0.6
     both = CliRunner().invoke(main, ["route", "calibrate", "--large-share", "0.2", "--error-costs", "1,1"])
     assert both.exit_code == 1 and "exactly one of" in both.output

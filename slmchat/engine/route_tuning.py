@@ -32,9 +32,20 @@ class ThresholdProposal:
 
     current: float
     threshold: float
-    large_share: float  # the share of those turns it would send to the large tier
+    large_share: float  # the share of the user's last ``turns`` turns it would send to the large tier
     how: str  # one line: which method, on how many turns
     config_file: Path
+    turns: int = 0  # the recent turns ``large_share`` is measured on
+    was_set: bool = False  # ``current`` came from the config file (else it is the router's own)
+    note: str | None = None  # why the share differs from the one asked for (tied scores)
+
+    def undo(self) -> str:
+        """How to go back to the threshold used before saving."""
+        if self.was_set:
+            return f"set threshold = {self.current:.4f} under [routing] in {self.config_file}"
+        return (
+            f"delete the threshold line under [routing] in {self.config_file} (the router's own is {self.current:.4f})"
+        )
 
     def save(self) -> None:
         """Write the threshold into the config file, keeping its comments."""
@@ -46,10 +57,15 @@ def propose_threshold(large_share: float | None, error_costs: str | None, limit:
     if (large_share is None) == (error_costs is None):
         raise SlmchatError("give exactly one of --large-share and --error-costs", "e.g. --large-share 0.2")
     turns = open_history().routed_turns(limit)
+    note = None
     if large_share is not None:
         # a compare rerun asks the same question again: count each question once
         result = for_share([t["score"] for t in turns if not t["superseded"]], large_share)
         how = f"{large_share:.0%} of your last {result.turns} scored turns to the large tier"
+        if abs(result.large_share - large_share) * result.turns >= 1:  # not one turn's rounding
+            tied = sum(1 for t in turns if not t["superseded"] and t["score"] == result.threshold)
+            note = (f"{tied} of those turns have exactly the score {result.threshold:.4f}, so they go to the same "
+                    f"tier and no threshold sends {large_share:.0%}")  # fmt: skip
     else:
         try:
             missed, wasted = (float(x) for x in (error_costs or "").split(","))
@@ -60,6 +76,7 @@ def propose_threshold(large_share: float | None, error_costs: str | None, limit:
         result = for_error_costs(turns, missed, wasted)
         how = (f"lowest cost on {result.labelled} judged small-tier turns: {result.expected_cost:g} "
                f"(missed {missed:g} each, wasted {wasted:g} each)")  # fmt: skip
-    current = load_config().routing.threshold
-    current = Router().threshold if current is None else current
-    return ThresholdProposal(current, result.threshold, result.large_share, how, paths.config_file())
+    configured = load_config().routing.threshold
+    current = Router().threshold if configured is None else configured
+    return ThresholdProposal(current, result.threshold, result.large_share, how, paths.config_file(), result.turns,
+                             configured is not None, note)  # fmt: skip

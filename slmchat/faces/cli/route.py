@@ -57,8 +57,13 @@ def calibrate(large_share: float | None, error_costs: str | None, limit: int, ye
 
     proposal = propose_threshold(large_share, error_costs, limit)
     click.echo(f"threshold {proposal.current:.4f} -> {proposal.threshold:.4f}: {proposal.how}")
-    click.echo(f"expected large-tier share on those turns: {proposal.large_share:.1%}")
+    click.echo(f"expected large-tier share on your last {proposal.turns} turns: {proposal.large_share:.1%}")
+    if proposal.note:
+        click.echo(f"({proposal.note})")
     click.echo("expected spend: not estimated (slmchat does not forecast token use; see the budget caps)")
     if yes or click.confirm(f"save it to {proposal.config_file}?", default=False):
         proposal.save()
-        click.echo("saved")
+        click.echo(f"saved: [routing] threshold = {proposal.threshold:.4f} in {proposal.config_file}")
+        click.echo(f"to undo: {proposal.undo()}")
+    else:
+        click.echo("not saved")
