@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from slmchat.eval.routing_metrics import RoutingResult
 
 METRICS = ("apgr", "cpt50", "cpt80", "share_at_95", "cost_saved_at_95")
+FILE_ORACLE = (
+    "labels: every prompt scored with its file's mean gain (a router that knows only each file's need), pooled"
+)
 _HEADER = f"  {'router':<16}{'APGR':>8}{'CPT(50%)':>10}{'CPT(80%)':>10}{'strong@95%':>12}{'saved@95%':>11}"
 
 
@@ -40,6 +43,14 @@ def eval_group() -> None:
     help="Strong cost per call / weak cost per call (default: the weak model is free).",
 )
 @click.option("--keep-contaminated", is_flag=True, help="Keep prompts listed in contaminated_prompts.jsonl.")
+@click.option("--pooled", "pool", is_flag=True, help="Also rank all reported files' scores together as one population.")
+@click.option(
+    "--split",
+    type=click.Choice(["all", "tuning", "held-out"]),
+    default="all",
+    show_default=True,
+    help="Report on the tuning files only (trained among them) or the held-out ones (trained on all others).",
+)
 def routing(
     files: tuple[Path, ...],
     as_json: bool,
@@ -51,14 +62,19 @@ def routing(
     seed: int,
     cost_ratio: float | None,
     keep_contaminated: bool,
+    pool: bool,
+    split: str,
 ) -> None:
     """Score routers on routing CSVs (prompt, weak correct, strong correct): APGR, CPT, cost saved.
 
     Shows per file the random router (mean of --repeats runs), prompt length in characters, each
-    registered router and the oracle (the ceiling), then the unweighted mean over files.
+    registered router and the oracle (the ceiling), then the unweighted mean over files, and with
+    --pooled all reported files ranked together. --split divides the files by SPLIT_RULE (file names).
     """
-    from slmchat.eval.routing_data import load_routing_csv
-    from slmchat.eval.routing_metrics import ROUTERS, evaluate_baselines, evaluate_router
+    import numpy as np
+
+    from slmchat.eval.routing_data import SPLIT_RULE, load_routing_csv, split_files
+    from slmchat.eval.routing_metrics import ROUTERS, evaluate_baselines, evaluate_router, evaluate_scores, pooled
     from slmchat.eval.train_router import register_eval_routers
 
     register_eval_routers()
@@ -69,18 +85,39 @@ def routing(
             f"no registered router named {', '.join(unknown)}",
             f"registered: {', '.join(sorted(ROUTERS)) or 'none'} (random, length and oracle always run)",
         )
-    datasets = [load_routing_csv(path, exclude_contaminated=not keep_contaminated) for path in files]
-    per_file = [evaluate_baselines(d, repeats=repeats, seed=seed, cost_ratio=cost_ratio) for d in datasets]
+    tuning, held_out = split_files(list(files))
+    if split != "all" and not (tuning if split == "tuning" else held_out):
+        raise SlmchatError(f"no {split} files among the {len(files)} given", f"the rule: {SPLIT_RULE}")
+    paths = tuning if split == "tuning" else list(files)  # held-out files train on all the others
+    datasets = [load_routing_csv(path, exclude_contaminated=not keep_contaminated) for path in paths]
+    tested = [i for i, path in enumerate(paths) if split != "held-out" or path in held_out]
+    reported = [datasets[i] for i in tested] + ([pooled([datasets[i] for i in tested])] if pool else [])
+    per_file = [evaluate_baselines(d, repeats=repeats, seed=seed, cost_ratio=cost_ratio) for d in reported]
     for name in names or sorted(ROUTERS):
         try:
             results = evaluate_router(
-                name, ROUTERS[name], datasets, cross_file=cross_file, k=folds, seed=seed, cost_ratio=cost_ratio
+                name,
+                ROUTERS[name],
+                datasets,
+                cross_file=cross_file,
+                k=folds,
+                seed=seed,
+                cost_ratio=cost_ratio,
+                tested=tested,
+                pool=pool,
             )
         except ValueError as exc:
             raise SlmchatError(f"router {name!r}: {exc}") from exc
         for row, result in zip(per_file, results, strict=True):
             row.insert(-1, result)  # the oracle stays last
-    report = _report(datasets, per_file)
+    if pool:  # the most a per-file term (calibration, a subject's difficulty) could add: each file's mean gain
+        gains = [np.full(len(datasets[i]), float(np.mean(datasets[i].strong - datasets[i].weak))) for i in tested]
+        whole = reported[-1]
+        per_file[-1].insert(-1, evaluate_scores(np.concatenate(gains), whole.weak, whole.strong, router="file-oracle",
+                                                protocol=FILE_ORACLE, cost_ratio=cost_ratio))  # fmt: skip
+    report = _report(reported[: len(tested)], per_file[: len(tested)])
+    if pool:
+        report["pooled"] = _report(reported[-1:], per_file[-1:])["files"][0]
     report["settings"] = {
         "repeats": repeats,
         "folds": folds,
@@ -89,9 +126,14 @@ def routing(
         "cost_ratio": cost_ratio,
         "length_unit": "characters",
         "exclude_contaminated": not keep_contaminated,
+        "pooled": pool,
+        "split": split,
+        "split_rule": SPLIT_RULE,
+        "tuning_files": [path.stem for path in tuning],
+        "held_out_files": [path.stem for path in held_out],
     }
     if plot:
-        _plot(datasets, per_file, plot)
+        _plot(reported[: len(tested)], per_file[: len(tested)], plot)
     click.echo(json.dumps(report, indent=2) if as_json else _text(report))
     if plot and not as_json:
         click.echo(f"wrote {plot}")
@@ -144,9 +186,21 @@ def _text(report: dict[str, Any]) -> str:
         f"weak {avg['weak_quality']:.3f}, strong {avg['strong_quality']:.3f}"
     )
     lines += [_HEADER, *(_row(name, m) for name, m in avg["routers"].items()), ""]
+    if "pooled" in report:
+        p = report["pooled"]
+        lines.append(
+            f"pooled: the {avg['files']} files' scores ranked together, n={p['n']}; "
+            f"weak {p['weak_quality']:.3f}, strong {p['strong_quality']:.3f}"
+        )
+        lines += [_HEADER, *(_row(name, m) for name, m in p["routers"].items()), ""]
+    if report.get("settings", {}).get("split", "all") != "all":
+        s = report["settings"]
+        lines.append(f"split: {s['split']} ({s['split_rule']})")
     lines.append("CPT(x%): least share of strong calls with PGR >= x%; strong@95%: least share reaching 95% of")
     lines.append("strong quality; saved@95%: cost saved there vs all-strong. Averages skip n/a. Protocols:")
     lines += [f"  {name}: {protocol}" for name, protocol in report["protocols"].items()]
+    if "pooled" in report:
+        lines.append(f"  file-oracle: {FILE_ORACLE}")
     return "\n".join(lines)
 
 

@@ -44,6 +44,18 @@ class RoutingData:
         return len(self.prompts)
 
 
+#: how `slmchat eval routing --split` divides the files (issue 15): sorted by file name, every other
+#: file starting with the 2nd is HELD-OUT (never looked at while choosing settings), the rest TUNING
+SPLIT_RULE = "files sorted by name; held-out = the 2nd, 4th, 6th, ...; tuning = the 1st, 3rd, 5th, ..."
+
+
+def split_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(tuning, held_out) by ``SPLIT_RULE``. With the 30 public files: tuning holds GSM8K + 14 MMLU
+    subjects, held-out 15 MMLU subjects. The rule looks at names only, never at the data."""
+    ordered = sorted(paths, key=lambda path: (Path(path).name, str(path)))
+    return ordered[0::2], ordered[1::2]
+
+
 def parse_score(text: str) -> float | None:
     """`True`/`False` (any case) as 1/0, or a finite number; None for anything else."""
     text = text.strip()

@@ -17,6 +17,10 @@ Metrics (RouteLLM, Ong et al. 2024), with weak_mean/strong_mean the all-weak/all
 - When strong_mean <= weak_mean there is no gap to recover: PGR is undefined (a zero or negative
   denominator), so `pgr`, APGR and the CPTs are None; the curve and the 95% figures still exist.
 
+Pooled: the scores of several files ranked together as one population (`pooled`, `pool=True`), the
+way a router meets real traffic: one threshold over every prompt, so scores of different files must
+be comparable. The per-file figures cannot show that; the pooled ones can.
+
 Protocols (each result names its own in `protocol`): "direct" runs a fixed scorer on the file;
 k-fold trains on k-1 folds and scores the held-out fold; leave-one-file-out trains on the other
 files. Baselines: random scores (mean curve of N seeded runs), prompt length in characters, and
@@ -241,26 +245,76 @@ def evaluate_kfold(
     return evaluate_scores(scores, data.weak, data.strong, router=router, protocol=protocol, cost_ratio=cost_ratio)
 
 
-def evaluate_leave_one_file_out(
-    datasets: Sequence[RoutingData], trainer: Trainer, *, router: str = "router", cost_ratio: float | None = None
-) -> list[RoutingResult]:
-    """For each file, train on all the other files (minus any prompt text of this one) and test on it."""
+def leave_one_file_out_scores(
+    datasets: Sequence[RoutingData], trainer: Trainer, tested: Sequence[int] | None = None
+) -> list[np.ndarray]:
+    """Scores of each tested file (default: all) from a model trained on all the other files.
+
+    The training set is every other file of ``datasets``, minus any prompt text of the tested file.
+    """
     if len(datasets) < 2:
         raise ValueError("leave-one-file-out needs at least two files")
-    results = []
-    for held_out, data in enumerate(datasets):
+    scores = []
+    for held_out in range(len(datasets)) if tested is None else tested:
+        data = datasets[held_out]
         test = set(data.prompts)
         others = [d for i, d in enumerate(datasets) if i != held_out]
         keep = [np.array([p not in test for p in d.prompts], dtype=bool) for d in others]
         prompts = [p for d, m in zip(others, keep, strict=True) for p, kept in zip(d.prompts, m, strict=True) if kept]
         weak = np.concatenate([d.weak[m] for d, m in zip(others, keep, strict=True)])
         strong = np.concatenate([d.strong[m] for d, m in zip(others, keep, strict=True)])
-        scores = _as_scores(trainer(prompts, weak, strong)(list(data.prompts)), len(data))
-        protocol = f"leave-one-file-out: trained on the other {len(others)} files, tested on this one"
-        results.append(
-            evaluate_scores(scores, data.weak, data.strong, router=router, protocol=protocol, cost_ratio=cost_ratio)
-        )
-    return results
+        scores.append(_as_scores(trainer(prompts, weak, strong)(list(data.prompts)), len(data)))
+    return scores
+
+
+def evaluate_leave_one_file_out(
+    datasets: Sequence[RoutingData], trainer: Trainer, *, router: str = "router", cost_ratio: float | None = None
+) -> list[RoutingResult]:
+    """For each file, train on all the other files (minus any prompt text of this one) and test on it."""
+    protocol = f"leave-one-file-out: trained on the other {len(datasets) - 1} files, tested on this one"
+    return [
+        evaluate_scores(scores, data.weak, data.strong, router=router, protocol=protocol, cost_ratio=cost_ratio)
+        for data, scores in zip(datasets, leave_one_file_out_scores(datasets, trainer), strict=True)
+    ]
+
+
+def router_scores(
+    spec: RouterSpec,
+    datasets: Sequence[RoutingData],
+    *,
+    cross_file: bool = False,
+    k: int = 5,
+    seed: int = 0,
+    tested: Sequence[int] | None = None,
+) -> tuple[list[np.ndarray], str]:
+    """Each tested file's scores (default: all files) and the protocol that produced them.
+
+    With ``cross_file``, a tested file is scored by a model trained on all the other files of
+    ``datasets``, tested or not; otherwise by k-fold within the file.
+    """
+    tested = list(range(len(datasets))) if tested is None else list(tested)
+    if spec.scorer is not None:
+        return [_as_scores(spec.scorer(list(datasets[i].prompts)), len(datasets[i])) for i in tested], DIRECT
+    assert spec.trainer is not None
+    if cross_file:
+        scores = leave_one_file_out_scores(datasets, spec.trainer, tested)
+        return scores, f"leave-one-file-out: trained on the other {len(datasets) - 1} files, tested on this one"
+    scores = [kfold_scores(datasets[i].prompts, datasets[i].weak, datasets[i].strong, spec.trainer, k=k, seed=seed)
+              for i in tested]  # fmt: skip
+    return scores, f"{k}-fold cross-validation within the file (seed {seed}): out-of-fold scores"
+
+
+def pooled(datasets: Sequence[RoutingData]) -> RoutingData:
+    """All files as one population: the way a router meets traffic, one threshold over every prompt."""
+    return RoutingData(
+        name=f"pooled ({len(datasets)} files)",
+        prompts=[p for d in datasets for p in d.prompts],
+        weak=np.concatenate([d.weak for d in datasets]),
+        strong=np.concatenate([d.strong for d in datasets]),
+        weak_model=datasets[0].weak_model,
+        strong_model=datasets[0].strong_model,
+        excluded=sum(d.excluded for d in datasets),
+    )
 
 
 def evaluate_router(
@@ -272,20 +326,27 @@ def evaluate_router(
     k: int = 5,
     seed: int = 0,
     cost_ratio: float | None = None,
+    tested: Sequence[int] | None = None,
+    pool: bool = False,
 ) -> list[RoutingResult]:
-    """One result per file: a scorer runs directly; a trainer goes through k-fold or leave-one-file-out."""
-    if spec.scorer is not None:
-        scorer = spec.scorer
-        return [
+    """One result per tested file (default: all): a scorer runs directly; a trainer goes through
+    k-fold or leave-one-file-out. With ``pool``, one more result at the end: every tested file's
+    scores ranked together as one population (`pooled`)."""
+    tested = list(range(len(datasets))) if tested is None else list(tested)
+    scores, protocol = router_scores(spec, datasets, cross_file=cross_file, k=k, seed=seed, tested=tested)
+    results = [
+        evaluate_scores(s, datasets[i].weak, datasets[i].strong, router=name, protocol=protocol, cost_ratio=cost_ratio)
+        for i, s in zip(tested, scores, strict=True)
+    ]
+    if pool:
+        whole = pooled([datasets[i] for i in tested])
+        protocol = f"{protocol}; the files' scores pooled and ranked together"
+        results.append(
             evaluate_scores(
-                _as_scores(scorer(list(d.prompts)), len(d)), d.weak, d.strong, router=name, cost_ratio=cost_ratio
+                np.concatenate(scores), whole.weak, whole.strong, router=name, protocol=protocol, cost_ratio=cost_ratio
             )
-            for d in datasets
-        ]
-    assert spec.trainer is not None
-    if cross_file:
-        return evaluate_leave_one_file_out(datasets, spec.trainer, router=name, cost_ratio=cost_ratio)
-    return [evaluate_kfold(d, spec.trainer, router=name, k=k, seed=seed, cost_ratio=cost_ratio) for d in datasets]
+        )
+    return results
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from slmchat.routing.scorer import WEIGHTS_FILE, RouterWeights
-from slmchat.routing.train import DEFAULT_L2_EMBEDDING, EmbeddingCache, train, trainer
+from slmchat.routing.train import DEFAULT_L2_EMBEDDING, EmbeddingCache, neighbour_trainer, train, trainer
 
 
 def register_eval_routers() -> None:
@@ -32,6 +32,13 @@ def register_eval_routers() -> None:
         RouterSpec(trainer=trainer(cache.embed), description="factors + MiniLM embedding, logistic, retrained"),
     )
     ROUTERS.setdefault("factors-only", RouterSpec(trainer=trainer(None), description="the five factors, logistic"))
+    ROUTERS.setdefault(
+        "neighbours",
+        RouterSpec(
+            trainer=neighbour_trainer(cache.embed),
+            description="share of the 300 nearest training prompts the weak model got wrong (evaluated, not shipped)",
+        ),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

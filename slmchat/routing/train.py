@@ -61,10 +61,16 @@ class EmbeddingCache:
         self.embedder = embedder
         tag = f"{getattr(embedder, 'max_tokens', 'x')}"
         self.path = path or Path(platformdirs.user_cache_dir("slmchat")) / f"routing-embeddings-{tag}.npz"
-        self._vectors: dict[str, np.ndarray] = {}
-        if self.path.exists():
-            with np.load(self.path) as data:
-                self._vectors = {key: data[key] for key in data.files}
+        self._loaded: dict[str, np.ndarray] | None = None  # read on first use: registering a router stays cheap
+
+    @property
+    def _vectors(self) -> dict[str, np.ndarray]:
+        if self._loaded is None:
+            self._loaded = {}
+            if self.path.exists():
+                with np.load(self.path) as data:
+                    self._loaded = {key: data[key] for key in data.files}
+        return self._loaded
 
     @staticmethod
     def key(text: str) -> str:
@@ -150,6 +156,56 @@ def trainer(embed: Callable[[Sequence[str]], np.ndarray] | None, **options: floa
 
         def score(test: Sequence[str]) -> np.ndarray:
             return logits(weights, test, embed(test) if embed is not None else None)  # same order as scores
+
+        return score
+
+    return fit
+
+
+#: the neighbour term chosen on the tuning files (issue 15; docs/routing.md "Measured")
+NEIGHBOURS_K = 300
+NEIGHBOURS_TEMPERATURE = 0.1
+
+
+def neighbour_values(
+    queries: np.ndarray,
+    bank: np.ndarray,
+    labels: np.ndarray,
+    k: int = NEIGHBOURS_K,
+    temperature: float = NEIGHBOURS_TEMPERATURE,
+) -> np.ndarray:
+    """The similarity-weighted mean label of each query's ``k`` nearest bank vectors (cosine).
+
+    Weights are ``exp((cos - 1) / temperature)``, so the closest neighbours count most; with the
+    bank's vectors L2-normalised, as MiniLM's are, the cosine is the dot product.
+    """
+    queries, bank = np.atleast_2d(np.asarray(queries, np.float32)), np.asarray(bank, np.float32)
+    labels = np.asarray(labels, np.float64)
+    k = min(k, len(bank))
+    if k == 0:
+        return np.zeros(len(queries))
+    out = np.empty(len(queries))
+    for start in range(0, len(queries), 512):  # bounded memory: 512 x bank similarities at a time
+        sims = queries[start : start + 512] @ bank.T
+        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < len(bank) else np.argsort(-sims, axis=1)
+        near = np.take_along_axis(sims, nearest, axis=1).astype(np.float64)
+        weight = np.exp((near - 1.0) / temperature)
+        out[start : start + 512] = (weight * labels[nearest]).sum(1) / np.maximum(weight.sum(1), 1e-300)
+    return out
+
+
+def neighbour_trainer(
+    embed: Callable[[Sequence[str]], np.ndarray], k: int = NEIGHBOURS_K, temperature: float = NEIGHBOURS_TEMPERATURE
+):  # type: ignore[no-untyped-def]
+    """An evaluation router: a prompt's score is the share of its nearest training prompts the weak
+    model got wrong (``weak_wrong``, weighted by similarity). Evaluated only; not what ships."""
+
+    def fit(prompts: Sequence[str], weak: np.ndarray, strong: np.ndarray) -> Callable[[Sequence[str]], np.ndarray]:
+        weak = np.asarray(weak, float)
+        bank, labels = embed(prompts), (weak < weak.max()).astype(float)
+
+        def score(test: Sequence[str]) -> np.ndarray:
+            return neighbour_values(embed(test), bank, labels, k, temperature)
 
         return score
 
