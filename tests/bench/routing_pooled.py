@@ -2,6 +2,7 @@
 
 Run: python tests/bench/routing_pooled.py. Every prompt's score comes from a model that never saw it:
 leave-one-file-out (trained on the other 29 files), and 5-fold cross-validation within its own file.
+For the tuning/held-out split of issue 15 use `slmchat eval routing FILES --cross-file --pooled --split held-out`.
 """
 
 from __future__ import annotations
@@ -11,28 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
-from slmchat.eval.routing_data import RoutingData, load_routing_csv
-from slmchat.eval.routing_metrics import RoutingResult, evaluate_scores, kfold_scores, length_scores
+from slmchat.eval.routing_data import load_routing_csv
+from slmchat.eval.routing_metrics import (
+    RoutingResult,
+    evaluate_scores,
+    kfold_scores,
+    leave_one_file_out_scores,
+    length_scores,
+)
 from slmchat.infra.embedding import default_embedder
 from slmchat.routing.train import EmbeddingCache, trainer
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "routing"
-
-
-def leave_one_file_out(datasets: list[RoutingData], fit) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
-    scores = []
-    for i, held_out in enumerate(datasets):
-        unseen = set(held_out.prompts)
-        prompts, weak, strong = [], [], []
-        for j, other in enumerate(datasets):
-            if j == i:
-                continue
-            keep = np.array([p not in unseen for p in other.prompts])
-            prompts += [p for p, k in zip(other.prompts, keep, strict=True) if k]
-            weak.append(other.weak[keep])
-            strong.append(other.strong[keep])
-        scores.append(np.asarray(fit(prompts, np.concatenate(weak), np.concatenate(strong))(held_out.prompts)))
-    return scores
 
 
 def line(r: RoutingResult) -> str:
@@ -45,7 +36,7 @@ def line(r: RoutingResult) -> str:
 def main() -> None:
     datasets = [load_routing_csv(f) for f in sorted(glob.glob(str(DATA / "*" / "*.csv")))]
     fit = trainer(EmbeddingCache(default_embedder()).embed)
-    lofo = leave_one_file_out(datasets, fit)
+    lofo = leave_one_file_out_scores(datasets, fit)
     kfold = [kfold_scores(d.prompts, d.weak, d.strong, fit, k=5, seed=0) for d in datasets]
     groups = {
         "MMLU pooled (29 subjects)": [i for i, d in enumerate(datasets) if d.name.startswith("mmlu")],
