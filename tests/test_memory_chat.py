@@ -151,3 +151,19 @@ def test_recall_reports_what_it_put_in_the_prompt(small_backend, tmp_path: Path)
     recalled = next(e for e in events if isinstance(e, MemoryRecalled))
     assert recalled.recalled[0]["text"] == "The user's project deadline is 12 May." and recalled.tokens > 0
     assert events[-1].stats.memory["recalled"][0]["kind"] == "fact"
+
+
+def test_past_chat_is_recalled_only_when_it_is_close(tmp_path: Path) -> None:
+    """Exchanges have their own floor: a greeting no longer recalls another greeting (issue 16)."""
+    exchanges = ["User: Say hello.\nAssistant: Hello! How can I help you today?",
+                 "User: I left my bike at the north station.\nAssistant: Noted: the north station."]  # fmt: skip
+    shipped = Memory(MemoryConfig(path=tmp_path / "mem", extract=False))
+    for text in exchanges:
+        shipped.store().add(text, "exchange")
+    assert shipped.recall_hits("Hi there") == []
+    bike = shipped.recall_hits("Where did I leave my bike?")
+    assert [hit.item.text for hit in bike] == [exchanges[1]] and bike[0].similarity >= 0.45
+    shipped.close()
+    loose = Memory(MemoryConfig(path=tmp_path / "mem", extract=False, min_exchange_similarity=0.2))
+    assert [hit.item.text for hit in loose.recall_hits("Hi there")][:1] == [exchanges[0]]  # what the floor stops
+    loose.close()

@@ -97,6 +97,9 @@ class ToolsConfig(BaseModel):
         1, ge=1, le=20, description="tool calls per turn before the model must answer (raise it for capable models)"
     )
     recovery_budget: int = Field(2, ge=0, le=10, description="recoveries per turn before a step goes to the large tier")
+    ground: bool = Field(
+        True, description="drop a call none of whose required values is in the user's words (it was not asked for)"
+    )
     approve: str = Field(
         "ask", pattern="^(ask|always|never)$", description="tools that require approval: ask, always run, never run"
     )
@@ -114,6 +117,9 @@ class MemoryConfig(BaseModel):
     recall_facts: int = Field(3, ge=0, le=50, description="of those, slots for facts (exchanges fill the rest)")
     recall_tokens: int = Field(256, ge=16, description="most prompt tokens recall may add")
     min_similarity: float = Field(0.2, ge=-1, le=1, description="recalled items are at least this similar")
+    min_exchange_similarity: float = Field(
+        0.45, ge=-1, le=1, description="past exchanges are recalled only this similar or more (chat is alike)"
+    )
     recency_weight: float = Field(0.1, ge=0, le=1, description="how much newer items are preferred")
     half_life_days: float = Field(30.0, gt=0, description="age at which the recency bonus halves")
     extract: bool = Field(True, description="extract facts about the user from each message (small model)")
@@ -330,6 +336,8 @@ prompt = "compact"
 constrain = true
 max_steps = 1
 recovery_budget = 2
+# drop a call whose required values appear nowhere in the question (small models call tools for anything)
+ground = true
 # tools that touch the outside world: ask | always | never
 approve = "ask"
 
@@ -340,6 +348,8 @@ enabled = true
 # url = "http://127.0.0.1:8000"
 recall_k = 5
 recall_tokens = 256
+# a past exchange is recalled only when this similar to the message: chit-chat resembles chit-chat
+min_exchange_similarity = 0.45
 extract = true
 # memory work waits until no turn has run for idle_s seconds (a new turn pauses it); closing waits
 # at most exit_wait_s for it, and what is left runs in a later session

@@ -148,6 +148,8 @@ class Memory:
 
         Facts get their own slots: searched together, the many raw exchanges crowded them out
         (Recall@5 of the right fact 0.855 merged, 0.961 with 3 fact slots, on the recall set).
+        Exchanges have a higher floor (``min_exchange_similarity``): at 0.2, "Hi there" recalled
+        "Say hello." and every coffee order recalled other coffee orders (bench_recall_floor.py).
         """
         config = self.config
         settings = {"recency_weight": config.recency_weight, "half_life_days": config.half_life_days,
@@ -157,6 +159,7 @@ class Memory:
                           k=min(config.recall_facts, config.recall_k), **settings)  # fmt: skip
         if len(facts) >= config.recall_k:
             return facts
+        settings["min_similarity"] = max(config.min_similarity, config.min_exchange_similarity)
         exchanges = self._use("search", query, embedding=embedding, kinds=("exchange",),
                               k=config.recall_k - len(facts), **settings)  # fmt: skip
         return facts + exchanges
