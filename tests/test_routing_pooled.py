@@ -100,3 +100,18 @@ def test_cli_pooled_held_out_split(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert text.exit_code == 0, text.output
     assert "pooled: the 2 files' scores ranked together, n=4" in text.output and "f2" not in text.output
     assert "split: tuning (files sorted by name" in text.output
+
+
+def test_cli_pooled_plot_has_the_pooled_panel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setattr("slmchat.eval.train_router.register_eval_routers", lambda: None)
+    monkeypatch.setattr(rm, "ROUTERS", {})  # baselines only, whatever other tests registered
+    panels: list[str] = []
+    monkeypatch.setattr("slmchat.eval.cli._plot", lambda datasets, rows, out: panels.extend(d.name for d in datasets))
+    for name in ("f1", "f2"):
+        (tmp_path / f"{name}.csv").write_text("prompt,w,s\nq,True,True\nqq,False,True\n")
+    files = [str(tmp_path / "f1.csv"), str(tmp_path / "f2.csv")]
+    result = CliRunner().invoke(eval_group, ["routing", *files, "--pooled", "--plot", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    assert panels == ["f1", "f2", "pooled (2 files)"]

@@ -133,7 +133,7 @@ def routing(
         "held_out_files": [path.stem for path in held_out],
     }
     if plot:
-        _plot(reported[: len(tested)], per_file[: len(tested)], plot)
+        _plot(reported, per_file, plot)  # with --pooled, the pooled curve is the last panel
     click.echo(json.dumps(report, indent=2) if as_json else _text(report))
     if plot and not as_json:
         click.echo(f"wrote {plot}")
