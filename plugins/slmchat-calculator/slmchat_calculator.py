@@ -63,6 +63,9 @@ _BINARY: dict[type[ast.operator], Callable[[Number, Number], Number]] = {
 _ALLOWED = "numbers, + - * / // % ** (or ^), parentheses, " + ", ".join([*FUNCTIONS, *CONSTANTS])
 # "x" means times only between numbers or brackets, so names such as max and exp are untouched
 _TIMES = re.compile(r"(?<=[\d.)\s])[xX](?=\s*[\d.(+-]|\s+[a-zA-Z_])")
+#: how to write an expression, without an example: a small model calls an example verbatim (37 * 91 became
+#: calculate('2 * (3 + 4)') after an error text that suggested it)
+_HOW = "write the user's numbers with + - * / ** % and ( )"
 _SPELLINGS = {"×": "*", "·": "*", "÷": "/", "−": "-", "^": "**"}
 
 
@@ -80,7 +83,7 @@ def calculate(expression: str) -> float | int:
     try:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        raise ValueError(f"cannot parse {expression.strip()!r}; write arithmetic such as '2 * (3 + 4)'") from None
+        raise ValueError(f"cannot parse {expression.strip()!r}; {_HOW}") from None
     try:
         return _tidy(_eval(tree.body))
     except ZeroDivisionError:
@@ -94,7 +97,7 @@ def calculate(expression: str) -> float | int:
 def _normalise(expression: str) -> str:
     text = expression.strip().rstrip("=").strip()
     if not text:
-        raise ValueError("the expression is empty; give arithmetic such as '2 * (3 + 4)'")
+        raise ValueError("the expression is empty; write the arithmetic from the user's question")
     if len(text) > MAX_LENGTH:
         raise ValueError(f"the expression is {len(text)} characters long; at most {MAX_LENGTH} are allowed")
     for spelling, python in _SPELLINGS.items():
@@ -176,7 +179,7 @@ def _refusal(node: ast.AST) -> str:
         case ast.Attribute():
             return f"attributes (a.b) are not allowed; allowed: {_ALLOWED}"
         case ast.Constant(value=str()):
-            return "text is not a number; give arithmetic such as '2 * (3 + 4)'"
+            return f"text is not a number; {_HOW}"
         case ast.Constant():
             return f"{node.value!r} is not a real number"
     return f"{type(node).__name__} is not allowed; allowed: {_ALLOWED}"

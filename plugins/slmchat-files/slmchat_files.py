@@ -60,7 +60,7 @@ def allowed_root() -> Path:
 def _checked_pattern(pattern: str) -> str:
     text = pattern.strip().replace("\\", "/") or "*"
     if text.startswith(("/", "~")) or PureWindowsPath(pattern.strip()).anchor or PurePosixPath(text).is_absolute():
-        raise ValueError(f"pattern {pattern!r} is absolute; give one relative to the allowed folder, like '*.txt'")
+        raise ValueError(f"pattern {pattern!r} is absolute; give a file-name pattern relative to the allowed folder")
     if ".." in text.split("/"):
         raise ValueError(f"pattern {pattern!r} leaves the allowed folder; '..' is not allowed")
     while text.startswith("**/"):

@@ -1,6 +1,7 @@
 """Tests for the safe calculator."""
 
 import math
+import re
 
 import pytest
 from slmchat_calculator import calculate
@@ -166,3 +167,11 @@ def test_tool_spec() -> None:
     assert made.spec.required == ["expression"]
     assert not made.spec.requires_approval
     assert made.run({"expression": "2 x 21"}) == 42
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "what is it", "'seven'", "3 +", "(("])
+def test_errors_give_no_example_a_small_model_could_call(bad: str) -> None:
+    """An example in an error text reaches the model as an instruction: '2 * (3 + 4)' was called verbatim."""
+    with pytest.raises(ValueError) as raised:
+        calculate(bad)
+    assert not re.search(r"\d", str(raised.value).replace(bad.strip(), "")), str(raised.value)
