@@ -79,10 +79,18 @@ def test_an_irrelevant_question_is_not_sent_to_the_model_when_the_gate_drops_eve
             style="compact",
             constrain=True,
             gate=False,
+            ground=False,
         )
     )
     assert not ungated.ok and ungated.called == "calculate_triangle_area"  # offered anyway, and called
     assert ungated.offered_tool_tokens == ungated.tool_tokens
+
+    invented = '{"tool": "calculate_triangle_area", "arguments": {"base": 1, "height": 2}}'
+    grounded = asyncio.run(run_item(ScriptedBackend([invented]), item, style="compact", constrain=True, gate=False))
+    assert grounded.ok and grounded.called is None and grounded.dropped == 1  # no value from the question: dropped
+    assert grounded.model_calls == 1  # the evaluation stops there, without asking for a plain answer
+    summary = summarize([grounded], irrelevance=True)
+    assert (summary["wrong_call_rate"], summary["missed_call_rate"], summary["dropped_calls"]) == (0.0, None, 1)
 
 
 def test_no_gate_reaches_the_runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

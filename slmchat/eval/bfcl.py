@@ -23,8 +23,11 @@ from typing import Any
 
 from slmchat.infra.errors import SlmchatError
 
-# BFCL pseudo-types -> JSON Schema types; "any" maps to no type constraint.
-_SCHEMA_TYPES = {"dict": "object", "float": "number", "tuple": "array", "any": None}
+# BFCL pseudo-types -> JSON Schema types. BFCL's AST checker (PYTHON_TYPE_MAPPING) takes "any"
+# as a string, so a constrained model writes one; "long" and "double" appear in some specs.
+_SCHEMA_TYPES = {
+    "dict": "object", "float": "number", "tuple": "array", "any": "string", "long": "integer", "double": "number",
+}  # fmt: skip
 # JSON Schema (draft 2020-12) keywords kept by `to_json_schema`; everything else is dropped.
 _SCHEMA_KEYS = {
     "type", "description", "title", "enum", "const", "default", "examples", "format",
@@ -35,9 +38,38 @@ _SCHEMA_KEYS = {
 # Python type a value must have for each spec type (checked before values are compared).
 _PY_TYPES: dict[str, type] = {
     "string": str, "integer": int, "float": float, "number": float, "boolean": bool,
-    "array": list, "tuple": list, "dict": dict, "object": dict,
+    "array": list, "tuple": list, "dict": dict, "object": dict, "any": str,
 }  # fmt: skip
 _NOISE = re.compile(r"[\s,./\-_*^]")
+
+
+#: The split of the BFCL files in shared/data (issue 15): every threshold, weight and prompt of the
+#: tool path is chosen on "tune"; "heldout" is only reported. Files not named here (BFCL live_*,
+#: anything else) are wholly held out.
+TUNE_FILES = ("simple_python", "parallel")
+HELDOUT_FILES = ("multiple",)
+#: irrelevance is split by its item's first function name: a-m tune, the rest (n-z, digits) held out
+SPLIT_FILE = "irrelevance"
+Split = str  # "tune" | "heldout" | "all"
+
+
+def category(path: Path) -> str:
+    """``BFCL_v4_simple_python.json`` -> ``simple_python``."""
+    return re.sub(r"^BFCL_v\d+_", "", path.stem)
+
+
+def in_split(item: BfclItem, file_category: str, split: Split) -> bool:
+    """Whether ``item`` of a file of ``file_category`` belongs to ``split``."""
+    if split == "all":
+        return True
+    if file_category in TUNE_FILES:
+        side = "tune"
+    elif file_category == SPLIT_FILE:
+        first = item.functions[0]["name"][:1].lower() if item.functions else ""
+        side = "tune" if "a" <= first <= "m" else "heldout"
+    else:
+        side = "heldout"
+    return side == split
 
 
 @dataclass
@@ -50,8 +82,11 @@ class BfclItem:
     ground_truth: list[dict[str, Any]] | None = None
 
 
-def load_bfcl(questions: Path, answers: Path | None = None, limit: int | None = None) -> list[BfclItem]:
-    """Read a BFCL questions file and, if given, its `possible_answer` file (first `limit` items)."""
+def load_bfcl(
+    questions: Path, answers: Path | None = None, limit: int | None = None, split: Split = "all"
+) -> list[BfclItem]:
+    """Read a BFCL questions file and, if given, its `possible_answer` file (the first `limit`
+    items of `split`, see `in_split`)."""
     items = []
     for where, row in _read_lines(questions):
         try:
@@ -74,6 +109,8 @@ def load_bfcl(questions: Path, answers: Path | None = None, limit: int | None = 
             )
         for item in items:
             item.ground_truth = truth[item.id]
+    file_category = category(questions)
+    items = [item for item in items if in_split(item, file_category, split)]
     return items if limit is None else items[:limit]
 
 

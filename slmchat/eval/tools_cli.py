@@ -19,7 +19,10 @@ from slmchat.infra.errors import SlmchatError
 @click.option("--prompt", "style", type=click.Choice(["compact", "json"]), default="compact", show_default=True)
 @click.option("--no-constrain", is_flag=True, help="Let the model write freely instead of grammar-constrained JSON.")
 @click.option("--no-gate", is_flag=True, help="Offer every function, not only those relevant to the question.")
-@click.option("--limit", type=click.IntRange(min=1), help="Only the first N items.")
+@click.option("--no-ground", is_flag=True, help="Keep calls whose values are not in the question.")
+@click.option("--split", type=click.Choice(["tune", "heldout", "all"]), default="all", show_default=True,
+              help="Only the items of this side of the tuning split (slmchat.eval.bfcl.in_split).")  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N items (of the split).")
 @click.option("--model", help="backend:model to test (default: the tier's model from the config).")
 @click.option("--tier", type=click.Choice(["small", "large"]), default="small", show_default=True,
               help="Whose settings (server, options) to use.")  # fmt: skip
@@ -32,6 +35,8 @@ def tools(
     style: str,
     no_constrain: bool,
     no_gate: bool,
+    no_ground: bool,
+    split: str,
     limit: int | None,
     model: str | None,
     tier: str,
@@ -49,7 +54,7 @@ def tools(
     from slmchat.infra.backends import create_backend, parse_model_name
     from slmchat.infra.config import load_config
 
-    items = load_bfcl(questions, answers, limit)
+    items = load_bfcl(questions, answers, limit, split)
     config = load_config()
     cfg = config.small if tier == "small" else config.large
     if cfg is None and model is None:
@@ -72,6 +77,7 @@ def tools(
                     constrain=not no_constrain,
                     max_tokens=max_tokens,
                     gate=not no_gate,  # type: ignore[arg-type]
+                    ground=not no_ground,
                 )
                 results.append(result)
                 if not as_json and sys.stderr.isatty():
@@ -84,7 +90,10 @@ def tools(
     if record:
         write_record(record, results)
     summary = summarize(results, irrelevance=answers is None)
-    summary.update(file=questions.name, model=str(ref), prompt=style, constrained=not no_constrain, gate=not no_gate)
+    summary.update(
+        file=questions.name, split=split, model=str(ref), prompt=style, constrained=not no_constrain,
+        gate=not no_gate, ground=not no_ground,
+    )  # fmt: skip
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -92,12 +101,16 @@ def tools(
         click.echo("", err=True)
     score = "no-call rate" if answers is None else "accuracy"
     value = summary.get("no_call_rate", summary.get("accuracy"))
-    click.echo(f"{questions.name}: {summary['n']} items, {score} {value:.1%} ({style} prompt, "
+    click.echo(f"{questions.name} ({split}): {summary['n']} items, {score} {value:.1%} ({style} prompt, "
                f"{'constrained' if not no_constrain else 'unconstrained'}, {ref})")  # fmt: skip
     click.echo(f"  tool section {summary['tool_tokens_mean']:.0f} tokens (JSON schema: "
                f"{summary['json_tool_tokens_mean']:.0f}); prompt {summary['prompt_tokens_mean']:.0f}, "
                f"completion {summary['completion_tokens_mean']:.0f} tokens per item")  # fmt: skip
     click.echo(f"  {summary['seconds_per_item']:.2f} s/item, {summary['model_calls_mean']:.2f} model calls/item, "
                f"{summary['recoveries']} recoveries, ended: {summary['terminations']}")  # fmt: skip
+    missed, wrong = summary["missed_call_rate"], summary["wrong_call_rate"]
+    click.echo(f"  missed calls {'-' if missed is None else f'{missed:.1%}'} (relevant items, no call), "
+               f"wrong calls {'-' if wrong is None else f'{wrong:.1%}'} (irrelevant items, a call); "
+               f"{summary['dropped_calls']} calls dropped as not grounded")  # fmt: skip
     if summary["failures"]:
         click.echo(f"  failures: {summary['failures']}")

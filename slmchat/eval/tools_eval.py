@@ -36,6 +36,7 @@ class ItemResult:
     termination: str
     recoveries: int
     model_calls: int
+    relevant: bool  # the item has an accepted call (not an irrelevance item)
     tool_tokens: int
     json_tool_tokens: int
     offered_tool_tokens: int  # after the relevance gate: what the prompt really carried
@@ -43,6 +44,7 @@ class ItemResult:
     completion_tokens: int
     seconds: float
     outputs: list[str] = field(default_factory=list)  # raw model replies, in order
+    dropped: int = 0  # calls dropped because their values were not in the question
 
 
 def item_toolbox(item: BfclItem) -> Toolbox:
@@ -63,11 +65,13 @@ async def run_item(
     max_tokens: int = 256,
     settings: AgentSettings | None = None,
     gate: bool = True,
+    ground: bool = True,
 ) -> ItemResult:
     """Ask one item and score its first call.
 
     With ``gate``, only functions relevant to the question are offered (``tools.relevance``,
-    as in the chat); with none relevant the model is not asked and no tool is called.
+    as in the chat); with none relevant the model is not asked and no tool is called. With
+    ``ground``, a call none of whose values is in the question is dropped (``tools.grounding``).
     """
     full = item_toolbox(item)
     box = full
@@ -75,7 +79,7 @@ async def run_item(
         from slmchat.infra.embedding import default_embedder
 
         box = relevant_toolbox(full, item.messages[-1]["content"], None, default_embedder())
-    settings = settings or AgentSettings(style=style, constrain=constrain)
+    settings = settings or AgentSettings(style=style, constrain=constrain, ground=ground)
     outputs: list[str] = []
     prompt_tokens = completion_tokens = 0
 
@@ -124,6 +128,7 @@ async def run_item(
         termination=run.termination or "error",
         recoveries=run.recoveries,
         model_calls=run.steps,
+        relevant=item.ground_truth is not None,
         tool_tokens=count(tool_section(full.specs, style))[0],
         json_tool_tokens=count(tool_section(full.specs, "json"))[0],
         offered_tool_tokens=count(tool_section(box.specs, style))[0] if box else 0,
@@ -131,6 +136,7 @@ async def run_item(
         completion_tokens=completion_tokens,
         seconds=seconds,
         outputs=outputs,
+        dropped=run.dropped,
     )
 
 
@@ -144,6 +150,16 @@ def summarize(results: list[ItemResult], irrelevance: bool) -> dict[str, Any]:
     summary: dict[str, Any] = {"n": n}
     score = sum(r.ok for r in results) / n if n else 0.0
     summary["no_call_rate" if irrelevance else "accuracy"] = round(score, 4)
+    relevant = [r for r in results if r.relevant]
+    irrelevant = [r for r in results if not r.relevant]
+    # the two errors of the call-or-answer decision: a relevant item with no call, an irrelevant one with a call
+    summary["missed_call_rate"] = (
+        round(sum(r.called is None for r in relevant) / len(relevant), 4) if relevant else None
+    )
+    summary["wrong_call_rate"] = (
+        round(sum(r.called is not None for r in irrelevant) / len(irrelevant), 4) if irrelevant else None
+    )
+    summary["dropped_calls"] = sum(r.dropped for r in results)
     summary.update(
         tool_tokens_mean=mean([r.tool_tokens for r in results]),
         json_tool_tokens_mean=mean([r.json_tool_tokens for r in results]),

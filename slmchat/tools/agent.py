@@ -22,6 +22,7 @@ from slmchat.tools.approval import ApprovalDesk
 from slmchat.tools.base import ArgumentError
 from slmchat.tools.calls import Answer, AnswerStream, Call, Malformed, ReplySchema, parse_reply, reply_schema
 from slmchat.tools.events import ApprovalRequested, Recovery, ToolCall, ToolResult
+from slmchat.tools.grounding import Sources, is_grounded
 from slmchat.tools.prompt import PromptStyle, call_text, tool_prompt
 from slmchat.tools.recovery import (
     BAD_ARGUMENTS,
@@ -33,6 +34,7 @@ from slmchat.tools.recovery import (
     TOOL_BAD_INPUT,
     TOOL_FAILED,
     TOOL_RETRY,
+    UNGROUNDED,
     UNKNOWN_TOOL,
     Template,
     closest_tools,
@@ -68,12 +70,15 @@ class AgentSettings:
     backoff_s: float = 0.5  # first pause before a rerun; doubles each time
     breaker_failures: int = 3  # consecutive failures that open a tool's circuit
     breaker_cooldown_s: float = 60.0
+    #: drop a call none of whose required values comes from the user's words or a tool's result
+    #: (``tools.grounding``): a small model calls an offered tool for unrelated questions too
+    ground: bool = False
 
     @classmethod
     def from_config(cls, tools: ToolsConfig) -> AgentSettings:
         return cls(
             style=tools.prompt, constrain=tools.constrain, max_steps=tools.max_steps,  # type: ignore[arg-type]
-            recovery_budget=tools.recovery_budget,
+            recovery_budget=tools.recovery_budget, ground=tools.ground,
         )  # fmt: skip
 
 
@@ -115,6 +120,7 @@ class AgentRun:
     calls: int = 0
     recoveries: int = 0
     escalations: int = 0
+    dropped: int = 0  # calls dropped because their values were not in the user's words
     tool_s: float = 0.0
     first_call: Call | None = None
 
@@ -150,6 +156,7 @@ class ToolLoop:
         self._seen: dict[str, str] = {}  # call key -> its result, to spot a model repeating itself
         self._answer_only: Termination | None = None  # why tools are no longer offered
         self._facts: list[str] = []  # tool results and notes, for the final answer
+        self._sources: list[str] = []  # where argument values may come from: user messages, tool results
 
     def system_prompt(self, system: str = "") -> str:
         return tool_prompt(self._offered(), self.settings.style, system)
@@ -160,6 +167,7 @@ class ToolLoop:
     async def run(self, system: str, messages: list[Message]) -> AsyncIterator[Event]:
         """Loop until the model answers; ``messages`` ends with the user's question."""
         convo = [Message("system", self.system_prompt(system)), *messages]
+        self._sources = [m.content for m in messages if m.role == "user"]
         run = self.result
         tier, escalated_step = self.tier, False
         while run.termination is None:
@@ -204,7 +212,7 @@ class ToolLoop:
                         event = item  # applied below, after the tool's events
                     else:
                         yield item  # a rerun is reported when it happens (there may be several)
-                if self.stop_at_first_call and run.first_call is not None:
+                if self.stop_at_first_call and (run.first_call is not None or run.dropped):
                     run.termination = "answered"
             if event is not None:
                 yield event
@@ -231,6 +239,9 @@ class ToolLoop:
 
     def _recover(self, convo: list[Message], template: Template, **values: Any) -> Recovery:
         message = template.format(**values)
+        if template.action == "drop":  # as if no tool had been offered: no note, no message
+            self._answer_only = self._answer_only or "answered"
+            return Recovery(template.name, message, self.result.steps, template.action)
         if template.action == "answer":
             self._facts.append(f"Tool note: {message}")
         if template.action != "rerun":
@@ -250,6 +261,10 @@ class ToolLoop:
             yield self._recover(convo, BAD_ARGUMENTS, name=call.name, problems="; ".join(exc.problems))
             return
         run = self.result
+        if self.settings.ground and not is_grounded(tool.spec, arguments, Sources(self._sources)):
+            run.dropped += 1
+            yield self._recover(convo, UNGROUNDED, name=call.name)
+            return
         run.first_call = run.first_call or Call(call.name, arguments, call.repaired)
         if self.stop_at_first_call:
             return
@@ -299,6 +314,7 @@ class ToolLoop:
         self._seen[key] = text
         yield ToolResult(call.name, True, text, elapsed * 1000, attempt)
         self._facts.append(f"Tool result: {call_text(call.name, arguments)} = {text}")
+        self._sources.append(text)
         convo.append(Message("user", TOOL_RESULT.format(name=call.name, result=text)))
 
 

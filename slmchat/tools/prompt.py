@@ -25,6 +25,15 @@ SUMMARY_WORDS = 8
 _SIMPLE_TYPES = {
     "integer": "int", "number": "float", "string": "str", "boolean": "bool", "object": "dict", "null": "None",
 }  # fmt: skip
+#: the form a string parameter's description asks for, kept in the compact line: date and time
+#: patterns, "City, State"-like examples (as the form, never the example: a small model copies it)
+_DATE_FORM = re.compile(
+    r"\b(YYYY[-/.]MM[-/.]DD(?:[T ]HH:MM(?::SS)?)?|MM[-/.]DD[-/.]YYYY|DD[-/.]MM[-/.]YYYY|HH:MM(?::SS)?)\b"
+)
+_PLACE_FORM = re.compile(
+    r"\b(?:format(?:ted)?(?: it)? as|in the (?:format|form) of)\s+['\"]?([A-Z][a-z]+(?:, [A-Z][a-z]+)+)"
+)
+_PLACE_EXAMPLE = re.compile(r"\b[Ee]\.g\.,?\s+(?:[A-Z][\w.]*\s?)+,\s?([A-Z]{2})\b")
 #: a sentence ends at . ! ? before a capital letter or the end, but not at "e.g." or "i.e."
 _FIRST_SENTENCE = re.compile(r"(.+?(?<!\be\.g)(?<!\bi\.e)[.!?])(?=\s+[A-Z(\"']|\s*$)")
 
@@ -62,12 +71,28 @@ def compact_signature(spec: ToolSpec) -> str:
     params = []
     for name, schema in spec.properties.items():
         text = f"{name}: {type_name(schema, spec.parameters)}"
+        if hint := format_hint(schema):
+            text = f'{text} "{hint}"'
         if name not in required:
             text = f"{text} = {json.dumps(schema['default'])}" if "default" in schema else f"{name}?{text[len(name) :]}"
         params.append(text)
     line = f"{spec.name}({', '.join(params)})"
     summary = " ".join(first_sentence(spec.description).split()[:SUMMARY_WORDS]).rstrip(",;:")
     return f"{line} - {summary}" if summary else line
+
+
+def format_hint(schema: dict[str, Any]) -> str:
+    """The form a string value must take, from its description ("YYYY-MM-DD", "City, State"), or ""."""
+    description = schema.get("description", "")
+    if schema.get("type") != "string" or "enum" in schema or not isinstance(description, str):
+        return ""
+    if match := _DATE_FORM.search(description):
+        return match.group(1)
+    if match := _PLACE_FORM.search(description):
+        return match.group(1)
+    if _PLACE_EXAMPLE.search(description):
+        return "City, ST"
+    return ""
 
 
 def call_text(name: str, arguments: dict[str, Any]) -> str:

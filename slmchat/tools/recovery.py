@@ -23,7 +23,9 @@ class Template:
 
     name: str
     text: str
-    action: str  # "retry": ask the model again; "rerun": run the tool again; "answer": stop calling tools
+    #: "retry": ask the model again; "rerun": run the tool again; "answer": stop calling tools;
+    #: "drop": forget the call and answer in plain words, as if no tool had been offered
+    action: str
 
     def format(self, **values: Any) -> str:
         return self.text.format(**values)
@@ -60,10 +62,12 @@ REPEATED_CALL = Template(
 )
 NO_PROGRESS = Template("no_progress", "{steps} tool calls made. Answer now with what you have.", "answer")
 DENIED = Template("denied", "The user did not allow {name}. Answer without it.", "answer")
+#: the model is never told: its call is forgotten (the values it wrote are not in the question)
+UNGROUNDED = Template("ungrounded", "{name} was not called: the question does not give its values.", "drop")
 
 TEMPLATES = (
     MALFORMED_JSON, UNKNOWN_TOOL, BAD_ARGUMENTS, TOOL_RETRY, TOOL_BAD_INPUT, TOOL_FAILED, CIRCUIT_OPEN,
-    REPEATED_CALL, NO_PROGRESS, DENIED,
+    REPEATED_CALL, NO_PROGRESS, DENIED, UNGROUNDED,
 )  # fmt: skip
 
 

@@ -1,30 +1,46 @@
-"""Offer only the tools a question is about: cosine similarity of embeddings, one threshold.
+"""Offer only the tools a question is about: embedding similarity, or the tool's words in the question.
 
 A small model offered a calculator will call it for "Hi!" too. The turn's embedding (the one
 the router computed) is compared with each tool's name and description; tools below the
 threshold are not offered, and with none left the turn is a plain answer. This also keeps
 prompts short when many tools are installed.
+
+MiniLM is English-only and short requests embed poorly, so a lexical score stands beside it:
+the share of the tool's key words (its name and parameter names) found in the question,
+matching words by their first letters ("wetter" does not match "weather", "temperatura" does
+match "temperature"). The threshold is set low: the gate only removes tools that are clearly
+unrelated; whether an offered tool is really called is decided after the call, by whether its
+values come from the question (``tools.grounding``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from slmchat.infra.errors import SlmchatError
 from slmchat.tools.base import ToolSpec
+from slmchat.tools.grounding import Sources, fold, words
 from slmchat.tools.registry import Toolbox
 
 if TYPE_CHECKING:  # only annotations: numpy loads when the router or the embedder first needs it
     import numpy as np
 
-#: Chosen on BFCL v4 questions (MiniLM-L6 int8): at 0.25 the best function of 99.3% of
-#: simple_python and 99.5% of multiple items passes, against 51.7% of irrelevance items.
-RELEVANCE_THRESHOLD = 0.25
-#: Tools more than this below the best match are not offered either. On BFCL multiple the
-#: expected function is the best match for 98% of questions and within 0.05 of it for 99.5%,
-#: while SmolLM2 offered all of them picked a wrong one for about 1 question in 5.
-RELEVANCE_MARGIN = 0.05
+#: Chosen on the tuning split (``eval.splits``: simple_python, parallel, irrelevance a-m) with
+#: MiniLM-L6 int8; see docs/tools.md for the curve. Lower than the 0.25 that fitted
+#: simple_python best, because requests unlike BFCL's (short, indirect, not English) score lower.
+RELEVANCE_THRESHOLD = 0.15
+#: the lexical score counts this much against the cosine (a full match of key words = 0.4)
+LEXICAL_WEIGHT = 0.4
+#: at most this many tools are offered (best first)
+TOP_K = 3
+#: Tools more than this below the best match are not offered either. Chosen on tuning items made
+#: of a simple_python question, its function and the 2-3 functions most like it: at 0.1 the
+#: right function is offered for 98.3% (3 tools) and 95.8% (4 tools), 1.9 tools on average;
+#: at 0.05, 95.0% and 92.7%. Offering more costs: offered all of them, SmolLM2 picks a wrong one
+#: more often.
+RELEVANCE_MARGIN = 0.1
 
 
 def tool_text(spec: ToolSpec) -> str:
@@ -32,21 +48,69 @@ def tool_text(spec: ToolSpec) -> str:
     return f"{spec.name.replace('_', ' ').replace('.', ' ')}: {spec.description}"
 
 
+#: words in tool and parameter names that say nothing about what a tool is for
+_GENERIC = frozenset(
+    "get set calculate calc find compute search fetch retrieve data value values info information the of for and "
+    "to in by with from is name type list number count num id result results details detail specific given query"
+    .split()
+)  # fmt: skip
+_CAMEL = re.compile(r"([a-z])([A-Z])")
+
+
+def key_words(spec: ToolSpec) -> list[str]:
+    """The words of a tool's name and parameter names that say what it is about."""
+    names = [spec.name, *spec.properties]
+    found = [w for name in names for w in words(fold(_CAMEL.sub(r"\1 \2", name).replace("_", " ").replace(".", " ")))]
+    return [w for w in dict.fromkeys(found) if len(w) > 2 and w not in _GENERIC]
+
+
+def lexical_score(text: str, spec: ToolSpec, sources: Sources | None = None) -> float:
+    """The share of the tool's key words found in ``text`` (by their first letters)."""
+    keys = key_words(spec)
+    if not keys:
+        return 0.0
+    sources = sources or Sources([text])
+    return sum(sources.has_word(word) for word in keys) / len(keys)
+
+
+def relevance_scores(
+    question: np.ndarray, text: str, specs: Sequence[ToolSpec], embed: Callable[[list[str]], np.ndarray]
+) -> list[float]:
+    """Each spec's relevance to the question: the larger of its cosine and its weighted lexical score."""
+    cosines = [float(s) for s in embed([tool_text(spec) for spec in specs]) @ question]
+    sources = Sources([text])
+    return [max(c, LEXICAL_WEIGHT * lexical_score(text, spec, sources)) for c, spec in zip(cosines, specs, strict=True)]
+
+
+def pick(
+    scores: Sequence[float],
+    threshold: float = RELEVANCE_THRESHOLD,
+    margin: float = RELEVANCE_MARGIN,
+    top_k: int = TOP_K,
+) -> list[int]:
+    """Indexes of the scores that pass: at least ``threshold``, within ``margin`` of the best, best first."""
+    if not scores:
+        return []
+    best = max(scores)
+    ranked = sorted(zip(scores, range(len(scores)), strict=True), reverse=True)
+    return [i for score, i in ranked if score >= threshold and score >= best - margin][:top_k]
+
+
 def relevant_tools(
     question: np.ndarray,
     specs: Sequence[ToolSpec],
     embed: Callable[[list[str]], np.ndarray],
+    text: str = "",
     threshold: float = RELEVANCE_THRESHOLD,
     margin: float = RELEVANCE_MARGIN,
+    top_k: int = TOP_K,
 ) -> list[ToolSpec]:
-    """The specs at least ``threshold`` similar to the (L2-normalised) question and within
-    ``margin`` of the best one, best first (small models favour what they read first)."""
+    """The specs relevant to the (L2-normalised) ``question`` whose words are ``text``: at least
+    ``threshold``, within ``margin`` of the best one, at most ``top_k``, best first (small models
+    favour what they read first)."""
     if not specs:
         return []
-    scores = [float(s) for s in embed([tool_text(spec) for spec in specs]) @ question]
-    best = max(scores)
-    ranked = sorted(zip(scores, range(len(specs)), strict=True), reverse=True)
-    return [specs[i] for score, i in ranked if score >= threshold and score >= best - margin]
+    return [specs[i] for i in pick(relevance_scores(question, text, specs, embed), threshold, margin, top_k)]
 
 
 def relevant_toolbox(toolbox: Toolbox, text: str, question: np.ndarray | None, embedder: Any) -> Toolbox:
@@ -57,7 +121,7 @@ def relevant_toolbox(toolbox: Toolbox, text: str, question: np.ndarray | None, e
     """
     try:
         vector = question if question is not None else embedder.embed_one(text)
-        specs = relevant_tools(vector, toolbox.specs, embedder.embed)
+        specs = relevant_tools(vector, toolbox.specs, embedder.embed, text)
     except SlmchatError:
         return toolbox
     return Toolbox({spec.name: toolbox[spec.name] for spec in specs})

@@ -1,0 +1,80 @@
+"""Grounding: a call stands only when its values come from the user's words (or a tool's result)."""
+
+from __future__ import annotations
+
+import pytest
+
+from slmchat.infra.embedding import default_embedder
+from slmchat.tools.agent import AgentSettings, ToolLoop
+from slmchat.tools.base import ToolSpec
+from slmchat.tools.events import ToolCall
+from slmchat.tools.grounding import Sources, is_grounded, ungrounded, value_grounded
+from slmchat.tools.recovery import TOOL_BAD_INPUT, UNGROUNDED
+from slmchat.tools.registry import Toolbox
+from slmchat.tools.relevance import relevant_toolbox
+from tests.helpers import Script, calculate, call, cold, recoveries, run, weather
+from tests.test_tool_loop import model_step
+
+AREA = ToolSpec(
+    "triangle_area",
+    "Area of a triangle.",
+    {
+        "type": "object",
+        "properties": {"base": {"type": "number"}, "height": {"type": "number"}, "unit": {"enum": ["m", "cm"]}},
+        "required": ["base", "height", "unit"],
+    },
+)
+
+
+def test_values_from_the_question_are_grounded_in_any_form() -> None:
+    sources = Sources(["What's the weather in São Paulo, Brazil on the fifth? Budget: 1,200 USD, 15% off"])
+    assert value_grounded("Sao Paulo", sources)  # accents and case do not matter
+    assert value_grounded("São Paulo, BR", sources)  # half of the words is enough
+    assert value_grounded(1200, sources) and value_grounded(1200.0, sources)
+    assert value_grounded(0.15, sources)  # a percentage as a fraction
+    assert value_grounded(5, Sources(["in five days"]))  # numbers as words
+    assert value_grounded("2 * (3 + 4)", Sources(["two times three plus four"]))
+    assert not value_grounded("Tokyo", sources)
+    assert not value_grounded(42, sources)
+    assert value_grounded(True, sources) is None  # nothing to check
+
+
+def test_a_call_with_no_value_from_the_question_is_not_grounded() -> None:
+    asked = Sources(["Find the area of a triangle with base 10 and height 5."])
+    assert is_grounded(AREA, {"base": 10, "height": 5, "unit": "m"}, asked)
+    assert is_grounded(AREA, {"base": 10, "height": 7, "unit": "m"}, asked)  # one value is enough
+    unrelated = Sources(["Who wrote Hamlet?"])
+    assert ungrounded(AREA, {"base": 10, "height": 5, "unit": "m"}, unrelated) == (["base", "height"], 2)
+    assert not is_grounded(AREA, {"base": 10, "height": 5, "unit": "m"}, unrelated)  # the enum is not evidence
+
+
+def test_the_loop_drops_an_ungrounded_call_and_answers_in_plain_words() -> None:
+    box = Toolbox().add(calculate, weather)
+    script = Script(call("weather", city="Atlantis"), "I cannot tell.")
+    loop = ToolLoop(box, script, settings=AgentSettings(ground=True))
+    events = run(loop, question="What is the weather like?")
+    assert [r.template for r in recoveries(events)] == [UNGROUNDED.name]
+    assert not any(isinstance(e, ToolCall) for e in events)  # it did not run
+    assert script.seen[1][2] is None  # the next step offers no tools
+    assert (loop.result.termination, loop.result.answer, loop.result.dropped) == ("answered", "I cannot tell.", 1)
+
+
+def test_a_value_copied_from_a_recovery_message_is_not_grounded() -> None:
+    """Issue 16: the calculator's error text showed "e.g. '2 * (3 + 4)'", and the model called exactly that."""
+    box = Toolbox().add(calculate)
+    script = Script(call("calculate", expression="what"), call("calculate", expression="2 * (3 + 4)"), "No idea.")
+    loop = ToolLoop(box, script, settings=AgentSettings(ground=True))
+    events = run(loop, question="Calculate what you can")
+    assert [r.template for r in recoveries(events)] == [TOOL_BAD_INPUT.name, UNGROUNDED.name]
+    assert [e.arguments for e in events if isinstance(e, ToolCall)] == [{"expression": "what"}]
+
+
+@pytest.mark.parametrize("text", ["Hi!", "How are you?", "Write a poem about the sea"])
+def test_small_talk_with_the_real_model_stays_a_plain_answer(small_backend, text: str) -> None:  # type: ignore[no-untyped-def]
+    """The gate may offer the weather tool ("How are you?" is 0.28 like it); grounding drops a call."""
+    box = relevant_toolbox(Toolbox().add(calculate, weather), text, None, default_embedder())
+    served: list[str] = []
+    loop = ToolLoop(box, model_step({"small": cold(small_backend)}, served), settings=AgentSettings(ground=True))
+    events = run(loop, text) if box else []
+    assert not any(isinstance(e, ToolCall) for e in events)
+    assert loop.result.termination in (None, "answered")  # None: nothing offered, the chat answers without tools
