@@ -314,3 +314,14 @@ def test_parallel_calls_match_in_any_order() -> None:
 def test_no_call_ok() -> None:
     assert no_call_ok(None) and no_call_ok("")
     assert not no_call_ok("triangle_properties.get")
+
+
+def test_types_of_the_live_files_load_and_score_as_bfcls_checker_does() -> None:
+    """BFCL's AST checker (PYTHON_TYPE_MAPPING) takes "any" as a string; odd types do not break the schema."""
+    spec = {"type": "dict", "properties": {"x": {"type": "any"}, "y": {"type": "String"}}, "required": ["x"]}
+    assert to_json_schema(spec)["properties"] == {"x": {"type": "string"}, "y": {"type": "string"}}
+    function = {"name": "api.do_it", "parameters": spec}
+    truth = [{"api.do_it": {"x": ["abc"], "y": [""]}}]
+    assert score_call("api.do_it", {"x": "ABC"}, [function], truth) == (True, "")
+    assert score_call("api_do_it", {"x": "abc"}, [function], truth)[0]  # dots as underscores
+    assert not score_call("api.do_it", {"x": 5}, [function], truth)[0]

@@ -28,6 +28,7 @@ from slmchat.infra.errors import SlmchatError
 _SCHEMA_TYPES = {
     "dict": "object", "float": "number", "tuple": "array", "any": "string", "long": "integer", "double": "number",
 }  # fmt: skip
+_JSON_TYPES = {"string", "integer", "number", "boolean", "array", "object", "null"}
 # JSON Schema (draft 2020-12) keywords kept by `to_json_schema`; everything else is dropped.
 _SCHEMA_KEYS = {
     "type", "description", "title", "enum", "const", "default", "examples", "format",
@@ -140,9 +141,9 @@ def to_json_schema(parameters: dict[str, Any]) -> dict[str, Any]:
         if key not in _SCHEMA_KEYS:
             continue
         if key == "type":
-            value = _SCHEMA_TYPES.get(value, value) if isinstance(value, str) else value
-            if value is None:
-                continue
+            value = _SCHEMA_TYPES.get(value.lower(), value.lower()) if isinstance(value, str) else value
+            if isinstance(value, str) and value not in _JSON_TYPES:
+                continue  # a type JSON Schema does not know: no constraint rather than an invalid grammar
         elif key == "properties" and isinstance(value, dict):
             value = {name: to_json_schema(sub) for name, sub in value.items()}
         elif key in ("items", "additionalProperties") and isinstance(value, dict):
