@@ -105,6 +105,70 @@ STOPWORDS = {
 #: "The user is Bob" / "The user's name is Bob": a claim about the user's own name
 _NAME_CLAIM = re.compile(r"^The user(?:'s name is| is called| is named| is) ([A-Z][\w'-]*(?: [A-Z][\w'-]*)?)$")
 
+#: the last word of a cut-off fact
+_DANGLING = {
+    "is", "are", "was", "were", "be", "been", "am", "has", "have", "had", "the", "a", "an", "of", "to", "in",
+    "on", "at", "for", "with", "from", "by", "as", "and", "or", "but", "my", "his", "her", "their", "its",
+    "your", "our", "that", "which", "who", "than", "named", "called", "name", "does", "not", "very", "into",
+}  # fmt: skip
+#: ground facts in the statement clauses only (not in the requests and questions around them)
+GROUND_IN_STATEMENTS = True
+#: a fact from a bare answer is as sure as the model's usual 0.9
+ANSWER_CONFIDENCE = 0.9
+MAX_ANSWER_WORDS = 4
+_NOT_A_VALUE = {
+    "yes", "yeah", "yep", "yup", "no", "nope", "nah", "ok", "okay", "sure", "thanks", "thank", "fine", "correct",
+    "right", "maybe", "perhaps", "dunno", "none", "nothing", "not", "that", "it", "it's", "this", "great",
+}  # fmt: skip
+#: "What's your order?" asks about this turn, not about the user
+_NOT_A_THING = {"order", "question", "problem", "issue", "request", "choice", "pick", "order id", "reason"}
+_ANSWER_FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(
+            r"\b(what should i call you|what(?:'s| is) your name|who are you|"
+            r"(?:may|can|could) i (?:have|get|ask|take) your name)\b",
+            re.I,
+        ),
+        "The user's name is {value}",
+    ),
+    (re.compile(r"\bwhere do you live\b", re.I), "The user lives in {value}"),
+    (re.compile(r"\bwhere are you from\b", re.I), "The user is from {value}"),
+    (re.compile(r"\bwhere are you based\b", re.I), "The user is based in {value}"),
+    (
+        re.compile(r"\bwhat(?:'s| is) your (?P<thing>[a-z' -]+?) (?:called|named)\s*\?", re.I),
+        "The user's {thing} is named {value}",
+    ),
+    (
+        re.compile(
+            r"\b(?:what(?:'s| is| are)|(?:may|can|could) i (?:have|get|ask)) your (?P<thing>[a-z' -]+?)"
+            r"(?:,? please)?\s*\?",
+            re.I,
+        ),
+        "The user's {thing} is {value}",
+    ),
+)
+#: sentences, each with its end mark
+_SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
+_CLAUSE = re.compile(r",|;|\b(?:and|but|so|because|since)\b", re.I)
+_LEAD = re.compile(r"^(?:(?:hi|hello|hey|oh|ah|um|uh|well|ok|okay|yes|yeah|no|sorry|please|then|also|actually|"
+                   r"just|anyway|there)\b[\s,!]*)+", re.I)  # fmt: skip
+#: clause starts that make no lasting statement: requests, orders, commands, passing states, hedges
+_NOT_A_STATEMENT = re.compile(
+    r"^(?:(?:can|could|may|would|will|shall|should|do|does|did|is|are|what|how|why|where|when|who|which)\b"
+    r"|(?:i'd|i would|we'd|we would|i'll|i will|we'll|i'm going to|im going to|i am going to|"
+    r"i want|i wanna|we want|i'm wondering|i was wondering|i wonder)\b"
+    r"|i need (?:a|an|some|the|one|two|three|to (?:get|order|buy|book|return|know|check|change|see))\b"
+    r"|i (?:think|guess|mean|meant|see|changed|hope|just wanted|wanted)\b"
+    r"|(?:i'm|i am|im) (?:hungry|sorry|sure|not sure|confused|done|ready|back|here|fine|good|"
+    r"okay|ok|glad|happy|going|about to|trying|just|still)\b"
+    r"|(?:get|give|make|book|order|send|remind|tell|show|find|translate|write|explain|help|bring|add|put|"
+    r"let|set|buy|call|check|look|cancel|fix|pick)\b)",
+    re.IGNORECASE,
+)
+_WHEN = re.compile(
+    r"\b(?:today|tonight|tomorrow|yesterday|later|right now|this (?:morning|evening|afternoon|week))\b", re.I
+)
+
 
 def has_first_person(text: str) -> bool:
     """Whether ``text`` says something in the first person ("I", "my", "we", "our", ...): the pre-filter."""
@@ -124,19 +188,28 @@ async def extract_facts(
     backend: ChatBackend,
     user_text: str,
     *,
+    question: str | None = None,
     max_tokens: int = 160,
     prefilter: bool = True,
     cancel: CancelToken | None = None,
 ) -> list[tuple[str, float]]:
     """Durable facts about the user stated in ``user_text``, as ``(fact, confidence)``, best guarded.
 
-    Greedy (temperature 0, seed 0) under :data:`FACT_SCHEMA`. With ``prefilter`` (the default) a text
-    with no first-person word returns ``[]`` without calling the model. The call is made ``aside``
-    (the conversation's prompt cache is kept); when ``cancel`` stops it, the reply is cut short and
-    the caller must not store what comes back (check ``cancel.cancelled``).
+    ``question`` is the assistant's previous turn, when there was one: a short answer to a question about
+    the user ("Blue." after "What's your favourite colour?") becomes a fact without the model
+    (:func:`answer_fact`). Otherwise greedy (temperature 0, seed 0) under :data:`FACT_SCHEMA`. With
+    ``prefilter`` (the default) a text with no first-person statement (only questions, orders, requests
+    or passing states: :func:`statement_text`) returns ``[]`` without calling the model. The call is made
+    ``aside`` (the conversation's prompt cache is kept); when ``cancel`` stops it, the reply is cut short
+    and the caller must not store what comes back (check ``cancel.cancelled``).
     """
     text = user_text.strip()
-    if not text or (prefilter and not has_first_person(text)):
+    if not text:
+        return []
+    answered = answer_fact(question, text) if question else None
+    if answered:
+        return [(answered, ANSWER_CONFIDENCE)]
+    if prefilter and not has_first_person(statement_text(text)):
         return []
     params = GenParams(max_tokens=max_tokens, temperature=0.0, seed=0, json_schema=FACT_SCHEMA, aside=True)
     pieces: list[str] = []
@@ -144,6 +217,60 @@ async def extract_facts(
         if isinstance(item, str):
             pieces.append(item)
     return clean_facts("".join(pieces), text)
+
+
+def statement_text(text: str) -> str:
+    """``text`` without its questions, orders, requests and passing states: what a lasting fact may come from.
+
+    The text is cut into clauses (at sentence ends, commas, semicolons, "and", "but", "so"); a sentence with
+    a question mark goes whole, and so does a clause that starts as a request or order ("I'd like ...",
+    "Can I get ...", "Get me ..."), a passing state ("I'm hungry", "I think ...") or that says when
+    ("today", "tonight", "later"). "I would like a latte and my name is Tisha" keeps "my name is Tisha".
+    """
+    kept: list[str] = []
+    for sentence in _SENTENCE.findall(text.replace("’", "'")):
+        if sentence.rstrip().endswith("?"):
+            continue
+        for clause in _CLAUSE.split(sentence):
+            clause = _LEAD.sub("", clause.strip(" .!,;:-")).strip()
+            if clause and not _NOT_A_STATEMENT.search(clause) and not _WHEN.search(clause):
+                kept.append(clause)
+    return ". ".join(kept)
+
+
+def answer_fact(question: str | None, answer: str) -> str | None:
+    """The fact in a short answer to a question about the user, or None.
+
+    Only the plainest forms: "What's your X?" / "May I have your X?" -> "The user's X is <answer>",
+    "What's your X called?" -> "The user's X is named <answer>", "What should I call you?" / "What's
+    your name?" -> a name, "Where do you live?" -> "The user lives in <answer>". The answer must be a
+    short value (at most :data:`MAX_ANSWER_WORDS` words, no yes/no, no question, no first person: a
+    sentence goes to the model instead). Questions about several things ("name or account ID") give None.
+    """
+    if not question:
+        return None
+    value = " ".join(answer.replace("’", "'").split()).strip(" .!")
+    words = value.split()
+    if not words or len(words) > MAX_ANSWER_WORDS or "?" in value or has_first_person(value):
+        return None
+    if words[0].lower().strip(",") in _NOT_A_VALUE:
+        return None
+    asked = " ".join(question.replace("’", "'").split())
+    for pattern, template in _ANSWER_FORMS:
+        match = pattern.search(asked)
+        if not match:
+            continue
+        thing = match.groupdict().get("thing")
+        if thing is not None:
+            thing = thing.strip().lower()
+            if not thing or " or " in thing or "," in thing or " and " in thing or thing in _NOT_A_THING:
+                return None
+            if thing == "name":
+                template = "The user's name is {value}"
+        if "name is" in template and not all(w[:1].isupper() for w in words):
+            return None  # a name is capitalised; "no worries" is not a name
+        return template.format(thing=thing, value=value)
+    return None
 
 
 def clean_facts(reply: str | dict[str, Any], user_text: str) -> list[tuple[str, float]]:
@@ -157,7 +284,7 @@ def clean_facts(reply: str | dict[str, Any], user_text: str) -> list[tuple[str, 
     is Bob". A reply cut off mid-JSON is repaired; an unreadable one gives ``[]``.
     """
     items = _facts_of(reply)
-    source_words = content_stems(user_text)
+    source_words = content_stems(statement_text(user_text) if GROUND_IN_STATEMENTS else user_text)
     kept: list[tuple[str, float]] = []
     seen: set[str] = set()
     for item in items:
@@ -168,6 +295,8 @@ def clean_facts(reply: str | dict[str, Any], user_text: str) -> list[tuple[str, 
             continue
         fact = third_person(" ".join(fact.split()).rstrip(" ."))
         if not fact or confidence < MIN_CONFIDENCE or len(fact) > MAX_FACT_CHARS or _is_question(fact):
+            continue
+        if not is_whole_sentence(fact):
             continue
         if _TRANSIENT.search(fact) or _grounded(fact, source_words) < MIN_GROUNDED:
             continue
@@ -182,6 +311,20 @@ def clean_facts(reply: str | dict[str, Any], user_text: str) -> list[tuple[str, 
         seen.add(key)
         kept.append((fact, min(float(confidence), 1.0)))
     return kept[:MAX_FACTS]
+
+
+def is_whole_sentence(fact: str) -> bool:
+    """Whether ``fact`` says something whole: not "The user's dog's name is" or "The user has a" (cut off).
+
+    It must say more than its subject ("The user", "The user's dog") and must not end on a verb "to be",
+    a possessive, an article, a preposition or a conjunction.
+    """
+    words = fact.split()
+    subject = 3 if fact.startswith("The user's") else 2  # "The user's dog" is a subject alone
+    if len(words) <= subject or not content_stems(fact):
+        return False
+    last = words[-1].lower().strip(",;:")
+    return not (last in _DANGLING or last.endswith("'s") or last.endswith("'"))
 
 
 def _names_self(text: str, name: str) -> bool:
