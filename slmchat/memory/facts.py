@@ -111,6 +111,8 @@ _DANGLING = {
     "on", "at", "for", "with", "from", "by", "as", "and", "or", "but", "my", "his", "her", "their", "its",
     "your", "our", "that", "which", "who", "than", "named", "called", "name", "does", "not", "very", "into",
 }  # fmt: skip
+#: a longer word in a fact is a runaway repetition ("15.0.0.1.8.8.8.8...")
+MAX_WORD_CHARS = 32
 #: ground facts in the statement clauses only (not in the requests and questions around them)
 GROUND_IN_STATEMENTS = True
 #: a fact from a bare answer is as sure as the model's usual 0.9
@@ -162,7 +164,9 @@ _NOT_A_STATEMENT = re.compile(
     r"|(?:i'm|i am|im) (?:hungry|sorry|sure|not sure|confused|done|ready|back|here|fine|good|"
     r"okay|ok|glad|happy|going|about to|trying|just|still)\b"
     r"|(?:get|give|make|book|order|send|remind|tell|show|find|translate|write|explain|help|bring|add|put|"
-    r"let|set|buy|call|check|look|cancel|fix|pick)\b)",
+    r"let|set|buy|call|check|look|cancel|fix|pick)\b"
+    r"|(?:he|she|they|it|someone|people|some people|everyone|nobody)\b)"  # about someone else
+    r"|\bplease\b",  # a request wherever it is said
     re.IGNORECASE,
 )
 _WHEN = re.compile(
@@ -296,8 +300,8 @@ def clean_facts(reply: str | dict[str, Any], user_text: str) -> list[tuple[str, 
         fact = third_person(" ".join(fact.split()).rstrip(" ."))
         if not fact or confidence < MIN_CONFIDENCE or len(fact) > MAX_FACT_CHARS or _is_question(fact):
             continue
-        if not is_whole_sentence(fact):
-            continue
+        if not is_whole_sentence(fact) or has_first_person(fact) or any(len(w) > MAX_WORD_CHARS for w in fact.split()):
+            continue  # cut off, still "I ..." after the rewrite (a rambling reply), or a runaway "15.0.8.8.8.8..."
         if _TRANSIENT.search(fact) or _grounded(fact, source_words) < MIN_GROUNDED:
             continue
         name = _NAME_CLAIM.match(fact)
@@ -306,8 +310,9 @@ def clean_facts(reply: str | dict[str, Any], user_text: str) -> list[tuple[str, 
                 continue
             fact = f"The user's name is {name.group(1)}"
         key = " ".join(w.lower() for w in WORD.findall(fact))
-        if key in seen:
-            continue
+        stems = content_stems(fact)
+        if key in seen or any(stems <= content_stems(earlier) for earlier, _ in kept):
+            continue  # the same fact again, or a part of one kept ("is a photographer" after "a freelance ...")
         seen.add(key)
         kept.append((fact, min(float(confidence), 1.0)))
     return kept[:MAX_FACTS]
