@@ -42,6 +42,7 @@ from slmchat.memory.types import MemoryUnavailable
 from slmchat.routing import Route
 from slmchat.testing import scripted_session
 from slmchat.tools import Toolbox, tool
+from slmchat.tools.prompt import SUMMARY_WORDS, first_sentence
 
 
 def run(session: Session, line: str) -> Prompt | CommandResult:
@@ -49,7 +50,7 @@ def run(session: Session, line: str) -> Prompt | CommandResult:
 
 
 def calculate(expression: str) -> float:
-    """Calculate a math expression: add, subtract, multiply, divide."""
+    """Calculate a math expression: add, subtract, multiply, divide, powers and roots."""
     return 0.0
 
 
@@ -175,6 +176,8 @@ def test_tools_lists_signatures_and_switches(tmp_path: Path) -> None:
     assert isinstance(listed, Tools) and listed.enabled and listed.message == "tools on: 2 available"
     assert [(t.name, t.asks_first) for t in listed.tools] == [("calculate", False), ("read_note", True)]
     assert listed.tools[0].signature.startswith("calculate(expression: str) - Calculate a math expression")
+    sentence = first_sentence(session.toolbox["calculate"].spec.description)
+    assert len(sentence.split()) > SUMMARY_WORDS and listed.tools[0].signature.endswith(sentence)  # not cut
     off = run(session, "/tools off")
     assert isinstance(off, Tools) and not off.enabled and not session.use_tools
     assert off.message == "tools off: 2 available"

@@ -195,7 +195,8 @@ async def switch_tools(session: Session, arg: str) -> Tools:
     if arg:
         session.use_tools = arg == "on"
     box = session.toolbox
-    lines = tuple(ToolLine(spec.name, compact_signature(spec), spec.requires_approval) for spec in box.specs)
+    # the whole first sentence of each description: the model's 8 words read as cut off (issue 16)
+    lines = tuple(ToolLine(spec.name, compact_signature(spec, None), spec.requires_approval) for spec in box.specs)
     state = "on" if session.use_tools else "off"
     message = f"tools {state}: {len(lines)} available" if box else "no tools installed (see docs/tools.md)"
     return Tools(kind="tools", message=message, tools=lines, problems=tuple(box.problems), enabled=session.use_tools)

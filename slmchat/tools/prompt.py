@@ -60,12 +60,13 @@ def tool_prompt(specs: list[ToolSpec], style: PromptStyle = "compact", system: s
     return "\n".join(parts)
 
 
-def compact_signature(spec: ToolSpec) -> str:
+def compact_signature(spec: ToolSpec, summary_words: int | None = SUMMARY_WORDS) -> str:
     """``name(value: float, unit: str = "m", digits?: int) - First words of the description``.
 
-    ``?`` marks an optional parameter without a default. Only the first ``SUMMARY_WORDS``
-    words of the description's first sentence are kept: the gate has already matched the
-    question against the whole description.
+    ``?`` marks an optional parameter without a default. Only the first ``summary_words``
+    words of the description's first sentence are kept for the model: the gate has already
+    matched the question against the whole description. ``None`` keeps the whole sentence
+    (what people read in ``/tools``).
     """
     required = set(spec.required)
     params = []
@@ -77,7 +78,7 @@ def compact_signature(spec: ToolSpec) -> str:
             text = f"{text} = {json.dumps(schema['default'])}" if "default" in schema else f"{name}?{text[len(name) :]}"
         params.append(text)
     line = f"{spec.name}({', '.join(params)})"
-    summary = " ".join(first_sentence(spec.description).split()[:SUMMARY_WORDS]).rstrip(",;:")
+    summary = " ".join(first_sentence(spec.description).split()[:summary_words]).rstrip(",;:")
     return f"{line} - {summary}" if summary else line
 
 
