@@ -21,6 +21,7 @@ from slmchat.engine.session import Session
 from slmchat.infra.config import MemoryConfig
 from slmchat.infra.store import Store
 from slmchat.memory.manager import RECALL_HEADER, Memory, question_of
+from slmchat.testing import scripted_session
 from slmchat.tools import Toolbox
 from tests.helpers import small_config
 
@@ -239,3 +240,20 @@ def test_recall_with_no_database_yet_does_not_open_chroma(tmp_path: Path, monkey
     blocked = Memory(MemoryConfig(path=tmp_path / "file" / "memory"))
     (tmp_path / "file").write_text("a file where the folder should be")
     assert not blocked.nothing_stored()  # cannot be made: the normal open says why
+
+
+@pytest.mark.memory
+def test_a_short_reply_to_the_assistants_question_is_remembered_with_it(tmp_path: Path) -> None:
+    """ "Sam." is a fact only as the answer to "What's your name?": the session passes the question."""
+    memory = Memory(MemoryConfig(path=tmp_path / "mem", idle_s=0.0, store_exchanges=False))
+    session = scripted_session(["Hello! What's your name?", "Nice to meet you, Sam."], data_dir=tmp_path,
+                               memory=memory)  # fmt: skip
+
+    async def run() -> None:
+        await turn(session, "Hi")
+        await turn(session, "Sam.")
+        await session.settle()
+
+    asyncio.run(run())
+    assert [fact.text for fact in memory.facts()] == ["The user's name is Sam"]
+    session.close()

@@ -74,8 +74,12 @@ class Remembering:
 
         return known
 
-    def _remember_later(self, conversation_id: str, turn_id: int, question: str, answer: str) -> None:
+    def _remember_later(
+        self, conversation_id: str, turn_id: int, question: str, answer: str, asked: str | None = None
+    ) -> None:
         """Queue storing the exchange and its facts: it runs once the session is idle (``BackgroundWork``).
+
+        ``asked`` is the assistant's message the user's ``question`` replied to, if any.
 
         The turn's row was saved with ``memory_pending``; it is cleared when the work is done, so
         work that a closing session could not finish in time is picked up by a later one.
@@ -87,7 +91,9 @@ class Remembering:
             started = time.perf_counter()
             try:
                 backend = await self.backend("small")
-                changes = await memory.remember_turn(backend, question, answer, conversation_id, turn_id, cancel)
+                changes = await memory.remember_turn(
+                    backend, question, answer, conversation_id, turn_id, cancel, asked=asked
+                )
             except Exception as exc:  # a failed write never takes the session down
                 self._emit_session(MemoryFailed(conversation_id, turn_id, f"{type(exc).__name__}: {exc}"))
                 return True

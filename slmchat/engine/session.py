@@ -226,6 +226,8 @@ class Session(Remembering, Answering, RouteCalls, TurnSaving, EventChannel, Sync
         # undecodable bytes become U+FFFD first: the stored question, the embedding and the prompt agree
         text = _SURROGATE.sub("\ufffd", text)
         started = time.perf_counter()
+        last = self.history[-1] if self.history else None
+        asked = last.content if last is not None and last.role == "assistant" else None  # what this replies to
         route = Route(route) if route is not None else self.route
         cancel = self._cancel = CancelToken()
         try:
@@ -265,7 +267,7 @@ class Session(Remembering, Answering, RouteCalls, TurnSaving, EventChannel, Sync
             status: TurnStatus = "interrupted" if turn.end.finish_reason == "cancelled" else "ok"
             done = await self._save(turn, status, None, lambda tid, stats: TurnDone(replace(stats, turn_id=tid)))
             if remembering and status == "ok" and isinstance(done, TurnDone) and done.stats.turn_id is not None:
-                self._remember_later(self.conversation_id, done.stats.turn_id, turn.text, turn.text_so_far)
+                self._remember_later(self.conversation_id, done.stats.turn_id, turn.text, turn.text_so_far, asked)
             self._adopt_later()
             yield done
         except Exception as exc:

@@ -181,8 +181,12 @@ class Memory:
         conversation_id: str,
         turn_id: int | None,
         cancel: CancelToken | None = None,
+        asked: str | None = None,
     ) -> list[FactChange] | None:
         """After an answer: store the exchange, extract facts from the user's words, reconcile them.
+
+        ``asked`` is the assistant's message just before the user's: a short reply ("Sam.") to a
+        question about the user ("What's your name?") is a fact only with it.
 
         None when ``cancel`` stopped the extraction before any fact was stored: run it again later
         (the exchange's id comes from its turn, so storing it again keeps one copy).
@@ -199,7 +203,7 @@ class Memory:
             if self.config.extract:
                 if cancel is not None and cancel.cancelled:
                     return None  # a turn started while the exchange was stored: not a moment on the model
-                found = await extract_facts(backend, user_text, cancel=cancel)
+                found = await extract_facts(backend, user_text, question=asked, cancel=cancel)
                 if cancel is not None and cancel.cancelled:
                     return None
                 for fact, confidence in found:
