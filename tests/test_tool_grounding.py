@@ -78,3 +78,14 @@ def test_small_talk_with_the_real_model_stays_a_plain_answer(small_backend, text
     events = run(loop, text) if box else []
     assert not any(isinstance(e, ToolCall) for e in events)
     assert loop.result.termination in (None, "answered")  # None: nothing offered, the chat answers without tools
+
+
+def test_the_tools_own_name_as_a_value_is_not_the_users_words() -> None:
+    """SmolLM2 called search_files(query="search_files") for "Search my notes for dentist"."""
+    search = ToolSpec("search_files", "Search files.", {"type": "object", "properties": {"query": {"type": "string"}},
+                                                        "required": ["query"]})  # fmt: skip
+    sources = Sources(["Search my notes for dentist"])
+    assert value_grounded("search_files", sources)  # half of its words are in the question...
+    assert ungrounded(search, {"query": "search_files"}, sources) == (["query"], 1)  # ...but it is the tool's name
+    assert not is_grounded(search, {"query": "search_files"}, sources)
+    assert is_grounded(search, {"query": "dentist"}, sources)

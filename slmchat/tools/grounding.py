@@ -102,7 +102,11 @@ def ungrounded(spec: ToolSpec, arguments: dict[str, Any], sources: Sources) -> t
         schema = spec.properties.get(name, {})
         if "enum" in schema or "const" in schema:
             continue
-        verdict = value_grounded(arguments[name], sources)
+        value = arguments[name]
+        # a tool's own name as its value (search_files(query="search_files")) is the model's confusion,
+        # not the user's words, even when half of it is in the question (issue 16)
+        own_name = isinstance(value, str) and words(fold(value)) == words(fold(spec.name))
+        verdict = False if own_name else value_grounded(value, sources)
         if verdict is None:
             continue
         checked += 1
