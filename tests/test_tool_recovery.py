@@ -18,7 +18,7 @@ from slmchat.engine.events import ApprovalRequested, Event, Token, ToolCall, Too
 from slmchat.eval.bfcl import BfclItem
 from slmchat.eval.tools_eval import item_toolbox
 from slmchat.infra.backends.base import Message
-from slmchat.tools.agent import AgentSettings, ToolLoop
+from slmchat.tools.agent import NOTE_PREFIX, AgentSettings, ToolLoop, echoes_a_note
 from slmchat.tools.approval import ApprovalDesk
 from slmchat.tools.base import ArgumentError, ToolUnavailable, tool
 from slmchat.tools.calls import Answer, Call, Malformed, parse_reply
@@ -453,3 +453,16 @@ def test_every_template_is_found_again_from_its_own_message() -> None:
         fields = {k: v for k, v in values.items() if "{" + k in template.text}
         assert recovery_message(template.format(**fields)) is template
     assert recovery_message("What is 2 + 2?") is None
+
+
+def test_an_answer_that_repeats_the_note_is_asked_again_without_it() -> None:
+    """SmolLM2 once answered with the note itself: "The user did not allow search_files. Answer without it."."""
+    echo = "The user did not allow delete_file. Answer without it."
+    script = Script(call("delete_file", path="notes.txt"), echo, "I left notes.txt alone.")
+    loop = ToolLoop(Toolbox().add(delete_file), script, settings=FAST)
+    run(loop)
+    assert (loop.result.answer, loop.result.steps) == ("I left notes.txt alone.", 3)
+    shown_last = script.seen[-1][1]
+    assert not any("did not allow" in m.content for m in shown_last)  # the question alone, without the note
+    assert shown_last[-1].content == "Help me."
+    assert not echoes_a_note("I did not delete it.", [f"{NOTE_PREFIX}{echo}"])

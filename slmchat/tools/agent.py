@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,27 @@ _ENDS: dict[str, Termination] = {NO_PROGRESS.name: "budget", TOOL_FAILED.name: "
 RESULT_CHARS = 1500  # a tool result longer than this is cut before the model sees it
 TOOL_RESULT = "{name} returned: {result}"
 ANSWER_FROM_RESULTS = "Answer my question in plain words using this result."
+#: how a recovery note ("The user did not allow search_files. Answer without it.") is put before the answer
+NOTE_PREFIX = "Tool note: "
+#: a note's sentence this long, found in the answer, means the model repeated the note instead of answering
+ECHO_CHARS = 16
+
+
+def echoes_a_note(answer: str, facts: list[str]) -> bool:
+    """Whether ``answer`` repeats a sentence of a tool note: the model took the instruction for the answer.
+
+    SmolLM2 answered "Search my notes for dentist", after the user declined the tool, with "The user
+    did not allow search_files. Answer without it." (issue 16).
+    """
+    said = " ".join(answer.casefold().split())
+    for fact in facts:
+        if not fact.startswith(NOTE_PREFIX):
+            continue
+        for sentence in re.split(r"(?<=[.!?])\s+", fact[len(NOTE_PREFIX) :]):
+            words = " ".join(sentence.casefold().split()).rstrip(".!?")
+            if len(words) >= ECHO_CHARS and words in said:
+                return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -196,6 +218,10 @@ class ToolLoop:
                 text = reply.text if isinstance(reply, Answer) else stream.raw.strip()
                 if not streamed and text:
                     yield Token(text)
+                if echoes_a_note(text, self._facts):  # the note taken for the answer: answer the question alone
+                    run.steps += 1
+                    alone = self._answer_messages(system, convo, notes=False)
+                    text = "".join([piece async for piece in self._step(tier, alone, None)]).strip()
                 run.answer = text
                 run.termination = self._answer_only or "answered"
                 break
@@ -229,12 +255,14 @@ class ToolLoop:
                         if self.stop_at_first_call:
                             run.termination = "gave_up"
 
-    def _answer_messages(self, system: str, convo: list[Message]) -> list[Message]:
+    def _answer_messages(self, system: str, convo: list[Message], notes: bool = True) -> list[Message]:
         """The question, then what the tools gave, in one message: small models copy the JSON
-        of earlier calls if they see it, but answer well from a plain list of results."""
+        of earlier calls if they see it, but answer well from a plain list of results.
+        ``notes=False`` leaves the tool notes out (the question alone, answered without tools)."""
         messages = [Message("system", system), convo[1]] if system else [convo[1]]
-        if self._facts:
-            messages.append(Message("user", "\n".join([*self._facts, ANSWER_FROM_RESULTS])))
+        facts = self._facts if notes else [f for f in self._facts if not f.startswith(NOTE_PREFIX)]
+        if facts:
+            messages.append(Message("user", "\n".join([*facts, ANSWER_FROM_RESULTS])))
         return messages
 
     def _recover(self, convo: list[Message], template: Template, **values: Any) -> Recovery:
@@ -243,7 +271,7 @@ class ToolLoop:
             self._answer_only = self._answer_only or "answered"
             return Recovery(template.name, message, self.result.steps, template.action)
         if template.action == "answer":
-            self._facts.append(f"Tool note: {message}")
+            self._facts.append(f"{NOTE_PREFIX}{message}")
         if template.action != "rerun":
             convo.append(Message("user", message))
         if template.action == "answer":
