@@ -283,7 +283,7 @@ def test_a_rerun_gets_the_tools_but_a_tool_that_needs_approval_does_not_run_twic
         async with scripted_session(
             [call, "I sent it."], [call, "I could not send it."], data_dir=tmp_path, tools=Toolbox().add(send_mail)
         ) as session:
-            async for event in session.turn("Mail Ann, please.", route="small", tools=True):
+            async for event in session.turn("Mail ann@example.org, please.", route="small", tools=True):
                 if isinstance(event, ApprovalRequested):
                     session.approve(event.request_id, True)
             events, comparison = await _compare(session)

@@ -220,7 +220,7 @@ def test_an_approval_request_is_answered_from_a_sync_stream() -> None:
     call = '{"tool": "send_mail", "arguments": {"to": "ann@example.org"}}'
     with scripted_session([call, "I sent it."], tools=Toolbox().add(send_mail)) as session:
         events = []
-        for event in session.stream("Mail Ann, please.", tools=True):
+        for event in session.stream("Mail ann@example.org, please.", tools=True):
             if isinstance(event, ApprovalRequested):
                 assert (event.name, event.arguments) == ("send_mail", {"to": "ann@example.org"})
                 assert session.approve(event.request_id, True)
@@ -233,7 +233,7 @@ def test_an_approval_request_is_answered_from_a_sync_stream() -> None:
 def test_ask_cannot_ask_so_a_tool_that_needs_approval_does_not_run() -> None:
     call = '{"tool": "send_mail", "arguments": {"to": "ann@example.org"}}'
     with scripted_session([call, "I could not send it."], tools=Toolbox().add(send_mail)) as session:
-        stats = session.ask("Mail Ann, please.", tools=True)
+        stats = session.ask("Mail ann@example.org, please.", tools=True)
         stored = [e for e in session.store.events(stats.turn_id) if e["kind"] in ("approval_requested", "tool_call")]  # type: ignore[arg-type]
     assert [e["kind"] for e in stored] == ["approval_requested", "tool_call"]
     assert stored[1]["approved"] is False and "tool_result" not in str(stored)

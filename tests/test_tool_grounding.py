@@ -35,6 +35,7 @@ def test_values_from_the_question_are_grounded_in_any_form() -> None:
     assert value_grounded(5, Sources(["in five days"]))  # numbers as words
     assert value_grounded("2 * (3 + 4)", Sources(["two times three plus four"]))
     assert not value_grounded("Tokyo", sources)
+    assert value_grounded("", sources) is False and value_grounded("  ", sources) is False  # never the user's
     assert not value_grounded(42, sources)
     assert value_grounded(True, sources) is None  # nothing to check
 

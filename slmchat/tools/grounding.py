@@ -69,13 +69,15 @@ class Sources:
 
 
 def value_grounded(value: Any, sources: Sources) -> bool | None:
-    """True when ``value`` comes from the sources, False when not, None when it cannot tell
-    (booleans, empty values: the schema or the model's judgement, not the user's words)."""
+    """True when ``value`` comes from the sources, False when not (an empty string is never the user's),
+    None when it cannot tell (booleans, punctuation, empty lists: the schema or the model's judgement)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
         return sources.has_number(value)
     if isinstance(value, str):
+        if not value.strip():
+            return False  # nothing of the user's: SmolLM2 answered "What is 37 * 91?" with calculate("") thrice
         folded = fold(value)
         words = _WORD.findall(folded)
         if not words:

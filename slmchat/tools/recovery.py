@@ -63,7 +63,9 @@ REPEATED_CALL = Template(
 NO_PROGRESS = Template("no_progress", "{steps} tool calls made. Answer now with what you have.", "answer")
 DENIED = Template("denied", "The user did not allow {name}. Answer without it.", "answer")
 #: the model is never told: its call is forgotten (the values it wrote are not in the question)
-UNGROUNDED = Template("ungrounded", "{name} was not called: the question does not give its values.", "drop")
+UNGROUNDED = Template(
+    "ungrounded", "{name} was not called: the values the model wrote are not in the question.", "drop"
+)
 
 TEMPLATES = (
     MALFORMED_JSON, UNKNOWN_TOOL, BAD_ARGUMENTS, TOOL_RETRY, TOOL_BAD_INPUT, TOOL_FAILED, CIRCUIT_OPEN,
