@@ -18,6 +18,7 @@ from slmchat.infra.errors import SlmchatError
 from slmchat.infra.redact import redact
 from slmchat.infra.store_errors import StorageError, storage_error
 from slmchat.infra.store_memory import PendingMemory
+from slmchat.infra.store_queries import SpendQueries
 from slmchat.infra.store_schema import MIGRATIONS, migrate
 
 __all__ = ["MIGRATIONS", "ConversationRow", "StorageError", "Store", "TurnRecord", "migrate", "new_conversation_id",
@@ -56,7 +57,7 @@ class TurnRecord:
     memory_pending: bool = False
 
 
-class Store(PendingMemory):
+class Store(PendingMemory, SpendQueries):
     """One SQLite file. Each turn is written in one transaction: all of it or nothing.
 
     ``readonly=True`` is for commands that only read (history, stats): the file is opened
@@ -262,31 +263,6 @@ class Store(PendingMemory):
             if db.execute("UPDATE turns SET superseded = ? WHERE id = ?", (int(superseded), turn_id)).rowcount == 0:
                 raise SlmchatError(f"no turn {turn_id}", "turn ids are in `slmchat history export --format json`")
 
-    def tokens_since(self, since: float, tier: str = "large") -> tuple[int, int]:
-        """Prompt and completion tokens used on ``tier`` by turns stored since ``since`` (a timestamp)."""
-        row = self.db.execute(
-            "SELECT COALESCE(SUM(u.prompt_tokens), 0), COALESCE(SUM(u.completion_tokens), 0) FROM usage u"
-            " JOIN turns t ON t.id = u.turn_id WHERE u.tier = ? AND t.created_at >= ?",
-            (tier, since),
-        ).fetchone()
-        return int(row[0]), int(row[1])
-
-    def call_rows(self, since: float = 0.0) -> list[dict[str, Any]]:
-        """Every model call since ``since``, oldest first, with its turn's time, routed tier and override."""
-        rows = self.db.execute(
-            "SELECT t.id AS turn_id, t.created_at, t.conversation_id, t.tier AS routed_tier, t.status,"
-            " u.id AS call_id, u.tier, u.model, u.prompt_tokens, u.completion_tokens, u.estimated, u.usd,"
-            " u.large_equivalent_usd, u.price_source, u.ttft_ms, u.total_ms, u.tokens_per_s,"
-            " (SELECT json_extract(payload, '$.decision.override') FROM events e"
-            "  WHERE e.turn_id = t.id AND e.kind = 'route_decided') AS override,"
-            " (SELECT json_extract(payload, '$.decision.wanted') FROM events w"
-            "  WHERE w.turn_id = t.id AND w.kind = 'route_decided') AS wanted_tier,"
-            " EXISTS(SELECT 1 FROM events x WHERE x.turn_id = t.id AND x.kind = 'escalated') AS escalated"
-            " FROM turns t JOIN usage u ON u.turn_id = t.id WHERE t.created_at >= ? ORDER BY t.id, u.id",
-            (since,),
-        ).fetchall()
-        return [dict(r) for r in rows]
-
     def latest_turn_id(self) -> int | None:
         return self.db.execute("SELECT MAX(id) FROM turns").fetchone()[0]
 
@@ -300,26 +276,6 @@ class Store(PendingMemory):
                 " ON CONFLICT(turn_id) DO UPDATE SET good = excluded.good, created_at = excluded.created_at",
                 (turn_id, int(good), time.time()),
             )
-
-    def routed_turns(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """Recent turns the router scored, newest first: tier, score, override and any feedback."""
-        rows = self.db.execute(
-            "SELECT t.id, t.tier, t.superseded, e.payload, f.good,"
-            " EXISTS(SELECT 1 FROM events x WHERE x.turn_id = t.id AND x.kind = 'escalated') AS escalated FROM turns t"
-            " JOIN events e ON e.turn_id = t.id AND e.kind = 'route_decided'"
-            " LEFT JOIN feedback f ON f.turn_id = t.id ORDER BY t.id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        out = []
-        for row in rows:
-            decision = json.loads(row["payload"])["decision"]
-            if decision.get("score") is None:
-                continue
-            good = None if row["good"] is None else bool(row["good"])
-            out.append({"turn_id": row["id"], "tier": row["tier"], "score": decision["score"],
-                        "override": decision.get("override"), "good": good,
-                        "escalated": bool(row["escalated"]), "superseded": bool(row["superseded"])})  # fmt: skip
-        return out
 
     def events(self, turn_id: int) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT payload FROM events WHERE turn_id = ? ORDER BY seq", (turn_id,))
