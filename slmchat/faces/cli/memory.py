@@ -66,7 +66,7 @@ def list_memories(kind: str | None, limit: int, as_json: bool) -> None:
     """The most recently updated memories first."""
     store = _store()
     rows = [item.to_dict() for item in store.items(kind, limit)]
-    _echo(rows, as_json, _nothing(store, kind))
+    _echo(rows, as_json, "" if rows else _nothing(store, kind))  # counting the other kind only when empty
 
 
 def _nothing(store: Any, kind: str | None) -> str:
