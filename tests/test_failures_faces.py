@@ -241,6 +241,57 @@ def test_a_stop_signal_keeps_the_partial_answer_of_the_app(stop: str) -> None:
     assert_interrupted_turn()
 
 
+def frames_then_stop(writer: Any, wait: float, frames: int = 100) -> threading.Thread:
+    """Send ``frames`` redraws to Textual's writer thread, then stop it; the drawing thread after ``wait`` s."""
+
+    def draw() -> None:
+        for _ in range(frames):
+            writer.write("\x1b[H frame")
+        writer.stop()
+
+    drawing = threading.Thread(target=draw, daemon=True)
+    drawing.start()
+    drawing.join(wait)
+    return drawing
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # Textual's writer, on EIO
+def test_the_apps_writer_outlives_a_closed_terminal() -> None:
+    """The cause of an app that never left after its terminal closed (CI, 2026-11-30): Textual's writer
+    thread died on EIO and its queue of 30 frames then blocked the event loop. The app's driver writes
+    through ``TerminalOutput``, which drops frames once the terminal is gone."""
+    from queue import Empty
+
+    from textual.drivers._writer_thread import WriterThread
+
+    from slmchat.faces.tui.driver import TerminalOutput
+
+    def closed_terminal() -> Any:
+        master, slave = os.openpty()
+        os.close(master)  # the window closes: the kernel hangs the terminal up
+        return os.fdopen(slave, "w")
+
+    bare = closed_terminal()
+    with pytest.raises(OSError):  # what a frame meets now (EIO)
+        bare.write("frame")
+        bare.flush()
+    dying = WriterThread(closed_terminal())
+    dying.start()
+    blocked = frames_then_stop(dying, wait=2)
+    assert blocked.is_alive(), "Textual's own writer did not block: this test no longer shows the cause"
+    while blocked.is_alive():  # unblock it, so no thread is left behind
+        try:
+            dying._queue.get(timeout=0.1)
+        except Empty:
+            pass
+
+    output = TerminalOutput(closed_terminal())
+    writer = WriterThread(output)
+    writer.start()
+    assert not frames_then_stop(writer, wait=10).is_alive()
+    assert output.gone and not writer.is_alive()
+
+
 @pytest.mark.serial
 def test_the_chat_stopped_at_its_prompt_leaves_with_the_signals_code() -> None:
     child = pexpect.spawn(sys.executable, ["-m", "slmchat", "repl"], encoding="utf-8", timeout=60)

@@ -62,6 +62,8 @@ from slmchat.infra.redact import redact
 from slmchat.routing import Route
 
 if TYPE_CHECKING:  # only annotations: the session's modules load in the thread that builds it
+    from textual.driver import Driver
+
     from slmchat.engine.session import Session
 
 INSPECTOR_MIN_WIDTH = 100  # narrower terminals start with the inspector hidden (Ctrl-B shows it)
@@ -82,8 +84,9 @@ class SlmchatApp(KeyActions, App[None]):
         *,
         debug_log: Path | None = None,
         show_inspector: bool | None = None,
+        driver_class: type[Driver] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(driver_class=driver_class)
         self.config = config
         self._open_session = open_session
         self.debug_log = debug_log

@@ -28,8 +28,10 @@ def run_app(open_session: Callable[[], Session], *, debug: bool = False) -> int:
     answer first (its partial answer is stored), and the code is 128 + the signal.
     """
     from slmchat.faces.tui.app import SlmchatApp
+    from slmchat.faces.tui.driver import hangup_safe_driver
 
-    app = SlmchatApp(load_config(), open_session, debug_log=debug_log_file() if debug else None)
+    log = debug_log_file() if debug else None
+    app = SlmchatApp(load_config(), open_session, debug_log=log, driver_class=hangup_safe_driver())
     return asyncio.run(_run(app))
 
 
