@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 
+from slmchat.eval.bfcl import BfclItem
+from slmchat.eval.tools_eval import run_item
 from slmchat.infra.embedding import default_embedder
 from slmchat.tools.agent import AgentSettings, ToolLoop
 from slmchat.tools.base import ToolSpec
+from slmchat.tools.calls import copied_strings
 from slmchat.tools.events import ToolCall
-from slmchat.tools.grounding import Sources, is_grounded, ungrounded, value_grounded
+from slmchat.tools.grounding import Sources, is_grounded, ungrounded, value_grounded, value_spans
 from slmchat.tools.recovery import TOOL_BAD_INPUT, UNGROUNDED
 from slmchat.tools.registry import Toolbox
 from slmchat.tools.relevance import relevant_toolbox
@@ -90,3 +96,64 @@ def test_the_tools_own_name_as_a_value_is_not_the_users_words() -> None:
     assert ungrounded(search, {"query": "search_files"}, sources) == (["query"], 1)  # ...but it is the tool's name
     assert not is_grounded(search, {"query": "search_files"}, sources)
     assert is_grounded(search, {"query": "dentist"}, sources)
+
+
+# -- spans: a free string argument copied from the question (an experiment, off by default) --------
+
+
+def test_spans_are_runs_of_the_questions_words_without_end_punctuation() -> None:
+    spans = value_spans("Find 'my_data' in San Francisco, CA.", max_words=3)
+    assert "my_data" in spans and "San Francisco" in spans and "San Francisco, CA" in spans
+    assert "Find 'my_data' in" in spans and "Find 'my_data' in San" not in spans  # at most 3 words
+    assert all(s == s.strip(" .,'") for s in spans) and len(spans) == len(set(spans))
+
+
+def test_only_free_strings_and_lists_of_them_must_be_spans() -> None:
+    arguments = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "day": {"type": "string", "description": "The date in the format YYYY-MM-DD."},
+            "unit": {"type": "string", "enum": ["C", "F"]},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "days": {"type": "integer"},
+        },
+    }
+    copied = copied_strings(arguments, ["Rome", "Paris"])["properties"]
+    assert copied["city"] == {"type": "string", "enum": ["Rome", "Paris"]}
+    assert copied["tags"]["items"]["enum"] == ["Rome", "Paris"]
+    for kept in ("day", "unit", "days"):  # a format to follow, a fixed choice, not a string
+        assert copied[kept] == arguments["properties"][kept]
+
+
+def test_under_spans_the_real_model_can_only_write_a_run_of_the_questions_words(small_backend) -> None:  # type: ignore[no-untyped-def]
+    """BFCL simple_python_110 (tuning split): in the tuning run SmolLM2, free, wrote
+    location="San Francisco } } to call a tool, or { " (a warm cache; cold, it writes "San Francisco")."""
+    house = {
+        "name": "predict_house_price",
+        "description": "Predict house price based on area, number of rooms and year of construction.",
+        "parameters": {
+            "type": "dict",
+            "properties": {
+                "bedrooms": {"type": "integer", "description": "Number of bedrooms in the house."},
+                "bathrooms": {"type": "integer", "description": "Number of bathrooms in the house."},
+                "area": {"type": "integer", "description": "Area of the house in square feet."},
+                "location": {"type": "string", "description": "Location of the house in the format of city name."},
+            },
+            "required": ["bedrooms", "bathrooms", "area", "location"],
+        },
+    }
+    question = (
+        "Predict the price of the house in San Francisco with 3 bedrooms, 2 bathrooms and area of 1800 square feet."
+    )
+    truth = [
+        {"predict_house_price": {"bedrooms": [3], "bathrooms": [2], "area": [1800], "location": ["San Francisco"]}}
+    ]
+    item = BfclItem("simple_python_110", [{"role": "user", "content": question}], [house], truth)
+
+    def location(spans: bool) -> str:  # the argument the model wrote
+        result = asyncio.run(run_item(cold(small_backend), item, style="compact", constrain=True, spans=spans))
+        return json.loads(result.outputs[-1])["arguments"]["location"]
+
+    copied = location(spans=True)
+    assert copied in value_spans(question) and copied == "San Francisco"

@@ -66,6 +66,7 @@ async def run_item(
     settings: AgentSettings | None = None,
     gate: bool = True,
     ground: bool = True,
+    spans: bool = False,
 ) -> ItemResult:
     """Ask one item and score its first call.
 
@@ -79,7 +80,7 @@ async def run_item(
         from slmchat.infra.embedding import default_embedder
 
         box = relevant_toolbox(full, item.messages[-1]["content"], None, default_embedder())
-    settings = settings or AgentSettings(style=style, constrain=constrain, ground=ground)
+    settings = settings or AgentSettings(style=style, constrain=constrain, ground=ground, spans=spans)
     outputs: list[str] = []
     prompt_tokens = completion_tokens = 0
 

@@ -23,7 +23,7 @@ from slmchat.tools.approval import ApprovalDesk
 from slmchat.tools.base import ArgumentError
 from slmchat.tools.calls import Answer, AnswerStream, Call, Malformed, ReplySchema, parse_reply, reply_schema
 from slmchat.tools.events import ApprovalRequested, Recovery, ToolCall, ToolResult
-from slmchat.tools.grounding import Sources, is_grounded
+from slmchat.tools.grounding import Sources, is_grounded, value_spans
 from slmchat.tools.prompt import PromptStyle, call_text, tool_prompt
 from slmchat.tools.recovery import (
     BAD_ARGUMENTS,
@@ -95,6 +95,8 @@ class AgentSettings:
     #: drop a call none of whose required values comes from the user's words or a tool's result
     #: (``tools.grounding``): a small model calls an offered tool for unrelated questions too
     ground: bool = False
+    #: a free string argument must be a run of the question's words (``grounding.value_spans``)
+    spans: bool = False
 
     @classmethod
     def from_config(cls, tools: ToolsConfig) -> AgentSettings:
@@ -179,6 +181,7 @@ class ToolLoop:
         self._answer_only: Termination | None = None  # why tools are no longer offered
         self._facts: list[str] = []  # tool results and notes, for the final answer
         self._sources: list[str] = []  # where argument values may come from: user messages, tool results
+        self._question = ""  # the user's last message
 
     def system_prompt(self, system: str = "") -> str:
         return tool_prompt(self._offered(), self.settings.style, system)
@@ -190,6 +193,7 @@ class ToolLoop:
         """Loop until the model answers; ``messages`` ends with the user's question."""
         convo = [Message("system", self.system_prompt(system)), *messages]
         self._sources = [m.content for m in messages if m.role == "user"]
+        self._question = self._sources[-1] if self._sources else ""
         run = self.result
         tier, escalated_step = self.tier, False
         while run.termination is None:
@@ -202,7 +206,8 @@ class ToolLoop:
             run.steps += 1
             stream = AnswerStream()
             if allow_tools:
-                schema = reply_schema(offered) if self.settings.constrain else None
+                spans = value_spans(self._question) if self.settings.spans and self._question else None
+                schema = reply_schema(offered, spans=spans) if self.settings.constrain else None
                 messages = list(convo)  # a snapshot: the loop appends to convo later
             else:  # the answer in plain words: no tool list, no JSON, streamed as it comes
                 schema, messages = None, self._answer_messages(system, convo)

@@ -55,16 +55,21 @@ class ReplySchema:
     allow_answer: bool = True
 
 
-def reply_schema(specs: list[ToolSpec], allow_answer: bool = True, allow_tools: bool = True) -> ReplySchema:
+def reply_schema(
+    specs: list[ToolSpec], allow_answer: bool = True, allow_tools: bool = True, spans: list[str] | None = None
+) -> ReplySchema:
     """``{"tool": NAME, "arguments": {...}}`` for one of ``specs``, or ``{"answer": TEXT}``.
 
     Each tool's arguments follow its own schema, so a grammar-constrained model can only
-    write a known tool name with that tool's parameters.
+    write a known tool name with that tool's parameters. With ``spans`` (``value_spans`` of the
+    question), a free string argument must be one of them: copied, not paraphrased.
     """
     options: list[dict[str, Any]] = []
     defs: dict[str, Any] = {}
     for spec in specs if allow_tools else []:
         arguments = bounded({k: v for k, v in spec.parameters.items() if k != "$defs"})
+        if spans:
+            arguments = copied_strings(arguments, spans)
         defs.update(spec.parameters.get("$defs", {}))
         arguments.setdefault("type", "object")
         arguments["additionalProperties"] = False
@@ -86,6 +91,28 @@ def reply_schema(specs: list[ToolSpec], allow_answer: bool = True, allow_tools: 
         schema = {**schema, "$defs": defs}
     names = tuple(spec.name for spec in specs) if allow_tools else ()
     return ReplySchema(schema, names, allow_answer or not options)
+
+
+def copied_strings(arguments: dict[str, Any], spans: list[str]) -> dict[str, Any]:
+    """``arguments`` whose free strings (no enum, pattern or format hint), and lists of them,
+    must be one of ``spans``."""
+    from slmchat.tools.prompt import format_hint
+
+    def free(schema: Any) -> bool:
+        return (
+            isinstance(schema, dict)
+            and schema.get("type") == "string"
+            and not {"enum", "const", "pattern", "format"} & schema.keys()
+            and not format_hint(schema)
+        )
+
+    properties = dict(arguments.get("properties", {}))
+    for name, schema in properties.items():
+        if free(schema):
+            properties[name] = {"type": "string", "enum": spans}
+        elif isinstance(schema, dict) and schema.get("type") == "array" and free(schema.get("items")):
+            properties[name] = {**schema, "items": {"type": "string", "enum": spans}}
+    return {**arguments, "properties": properties}
 
 
 #: bounds for strings and lists that set none: a small model sometimes repeats inside a value

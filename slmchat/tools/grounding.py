@@ -145,3 +145,20 @@ def _number_values(text: str) -> list[float]:
         except ValueError:
             continue
     return out
+
+
+#: the longest span of the user's words a string argument may be (``value_spans``)
+SPAN_WORDS = 6
+_EDGES = " \t\n.,;:!?'\"`()[]{}<>"
+
+
+def value_spans(text: str, max_words: int = SPAN_WORDS) -> list[str]:
+    """Every run of up to ``max_words`` words of ``text``, without the punctuation at its ends:
+    the values a string argument may take when it must be copied from the user's words."""
+    tokens = text.split()
+    spans: dict[str, None] = {}
+    for start in range(len(tokens)):
+        for end in range(start + 1, min(len(tokens), start + max_words) + 1):
+            if span := " ".join(tokens[start:end]).strip(_EDGES):
+                spans[span] = None
+    return list(spans)
