@@ -21,6 +21,7 @@ from slmchat.infra.errors import SlmchatError
 @click.option("--no-gate", is_flag=True, help="Offer every function, not only those relevant to the question.")
 @click.option("--no-ground", is_flag=True, help="Keep calls whose values are not in the question.")
 @click.option("--spans", is_flag=True, help="A free string argument must be a run of the question's words.")
+@click.option("--no-fill-named", is_flag=True, help="Let the model leave out optional parameters the question names.")
 @click.option("--split", type=click.Choice(["tune", "heldout", "all"]), default="all", show_default=True,
               help="Only the items of this side of the tuning split (slmchat.eval.bfcl.in_split).")  # fmt: skip
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N items (of the split).")
@@ -38,6 +39,7 @@ def tools(
     no_gate: bool,
     no_ground: bool,
     spans: bool,
+    no_fill_named: bool,
     split: str,
     limit: int | None,
     model: str | None,
@@ -81,6 +83,7 @@ def tools(
                     gate=not no_gate,  # type: ignore[arg-type]
                     ground=not no_ground,
                     spans=spans,
+                    fill_named=not no_fill_named,
                 )
                 results.append(result)
                 if not as_json and sys.stderr.isatty():

@@ -67,12 +67,14 @@ async def run_item(
     gate: bool = True,
     ground: bool = True,
     spans: bool = False,
+    fill_named: bool = True,
 ) -> ItemResult:
     """Ask one item and score its first call.
 
     With ``gate``, only functions relevant to the question are offered (``tools.relevance``,
     as in the chat); with none relevant the model is not asked and no tool is called. With
     ``ground``, a call none of whose values is in the question is dropped (``tools.grounding``).
+    ``spans`` and ``fill_named`` shape the grammar (``AgentSettings``), as in the chat.
     """
     full = item_toolbox(item)
     box = full
@@ -80,7 +82,9 @@ async def run_item(
         from slmchat.infra.embedding import default_embedder
 
         box = relevant_toolbox(full, item.messages[-1]["content"], None, default_embedder())
-    settings = settings or AgentSettings(style=style, constrain=constrain, ground=ground, spans=spans)
+    settings = settings or AgentSettings(
+        style=style, constrain=constrain, ground=ground, spans=spans, fill_named=fill_named
+    )
     outputs: list[str] = []
     prompt_tokens = completion_tokens = 0
 

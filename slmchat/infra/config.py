@@ -100,6 +100,9 @@ class ToolsConfig(BaseModel):
     ground: bool = Field(
         True, description="drop a call none of whose required values is in the user's words (it was not asked for)"
     )
+    fill_named: bool = Field(
+        True, description='an optional parameter the question names must be filled ("in Celsius" fills a unit)'
+    )
     approve: str = Field(
         "ask", pattern="^(ask|always|never)$", description="tools that require approval: ask, always run, never run"
     )
@@ -338,6 +341,8 @@ max_steps = 1
 recovery_budget = 2
 # drop a call whose required values appear nowhere in the question (small models call tools for anything)
 ground = true
+# an optional parameter the question names must be filled ("in Celsius" fills the unit)
+fill_named = true
 # tools that touch the outside world: ask | always | never
 approve = "ask"
 

@@ -24,6 +24,7 @@ from slmchat.tools.base import ArgumentError
 from slmchat.tools.calls import Answer, AnswerStream, Call, Malformed, ReplySchema, parse_reply, reply_schema
 from slmchat.tools.events import ApprovalRequested, Recovery, ToolCall, ToolResult
 from slmchat.tools.grounding import Sources, is_grounded, value_spans
+from slmchat.tools.mentioned import named_parameters
 from slmchat.tools.prompt import PromptStyle, call_text, tool_prompt
 from slmchat.tools.recovery import (
     BAD_ARGUMENTS,
@@ -97,12 +98,14 @@ class AgentSettings:
     ground: bool = False
     #: a free string argument must be a run of the question's words (``grounding.value_spans``)
     spans: bool = False
+    #: optional parameters the question names must be filled (``mentioned.named_parameters``)
+    fill_named: bool = False
 
     @classmethod
     def from_config(cls, tools: ToolsConfig) -> AgentSettings:
         return cls(
             style=tools.prompt, constrain=tools.constrain, max_steps=tools.max_steps,  # type: ignore[arg-type]
-            recovery_budget=tools.recovery_budget, ground=tools.ground,
+            recovery_budget=tools.recovery_budget, ground=tools.ground, fill_named=tools.fill_named,
         )  # fmt: skip
 
 
@@ -207,7 +210,12 @@ class ToolLoop:
             stream = AnswerStream()
             if allow_tools:
                 spans = value_spans(self._question) if self.settings.spans and self._question else None
-                schema = reply_schema(offered, spans=spans) if self.settings.constrain else None
+                require = (
+                    {spec.name: named_parameters(spec, self._question) for spec in offered}
+                    if self.settings.fill_named
+                    else None
+                )
+                schema = reply_schema(offered, spans=spans, require=require) if self.settings.constrain else None
                 messages = list(convo)  # a snapshot: the loop appends to convo later
             else:  # the answer in plain words: no tool list, no JSON, streamed as it comes
                 schema, messages = None, self._answer_messages(system, convo)

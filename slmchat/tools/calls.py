@@ -56,13 +56,18 @@ class ReplySchema:
 
 
 def reply_schema(
-    specs: list[ToolSpec], allow_answer: bool = True, allow_tools: bool = True, spans: list[str] | None = None
+    specs: list[ToolSpec],
+    allow_answer: bool = True,
+    allow_tools: bool = True,
+    spans: list[str] | None = None,
+    require: dict[str, list[str]] | None = None,
 ) -> ReplySchema:
     """``{"tool": NAME, "arguments": {...}}`` for one of ``specs``, or ``{"answer": TEXT}``.
 
     Each tool's arguments follow its own schema, so a grammar-constrained model can only
     write a known tool name with that tool's parameters. With ``spans`` (``value_spans`` of the
-    question), a free string argument must be one of them: copied, not paraphrased.
+    question), a free string argument must be one of them: copied, not paraphrased. ``require``
+    names, per tool, optional parameters the reply must fill too (``mentioned.named_parameters``).
     """
     options: list[dict[str, Any]] = []
     defs: dict[str, Any] = {}
@@ -70,6 +75,8 @@ def reply_schema(
         arguments = bounded({k: v for k, v in spec.parameters.items() if k != "$defs"})
         if spans:
             arguments = copied_strings(arguments, spans)
+        if extra := (require or {}).get(spec.name):
+            arguments["required"] = list(dict.fromkeys([*arguments.get("required", []), *extra]))
         defs.update(spec.parameters.get("$defs", {}))
         arguments.setdefault("type", "object")
         arguments["additionalProperties"] = False

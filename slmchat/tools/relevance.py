@@ -59,11 +59,15 @@ _GENERIC = frozenset(
 _CAMEL = re.compile(r"([a-z])([A-Z])")
 
 
+def name_words(name: str) -> list[str]:
+    """The words of a name that say what it is about (``avoid_tolls`` -> avoid, tolls; ``get_data`` -> none)."""
+    found = words(fold(_CAMEL.sub(r"\1 \2", name).replace("_", " ").replace(".", " ")))
+    return [w for w in dict.fromkeys(found) if len(w) > 2 and w not in _GENERIC]
+
+
 def key_words(spec: ToolSpec) -> list[str]:
     """The words of a tool's name and parameter names that say what it is about."""
-    names = [spec.name, *spec.properties]
-    found = [w for name in names for w in words(fold(_CAMEL.sub(r"\1 \2", name).replace("_", " ").replace(".", " ")))]
-    return [w for w in dict.fromkeys(found) if len(w) > 2 and w not in _GENERIC]
+    return list(dict.fromkeys(w for name in [spec.name, *spec.properties] for w in name_words(name)))
 
 
 def lexical_score(text: str, spec: ToolSpec, sources: Sources | None = None) -> float:
