@@ -46,18 +46,24 @@ def test_a_parameter_is_named_by_a_word_of_its_name_or_by_one_of_its_values() ->
         },
         ["start"],
     )
-    assert named_parameters(route, "From Paris, toll roads avoided, walking") == ["avoid_tolls", "mode"]
-    assert named_parameters(route, "A small green bird") == ["size"]  # "all" is not a word of "small"
-    assert named_parameters(route, "From Paris") == []  # required parameters are never listed
-    assert named_parameters(spec({"get_data": {"type": "string"}}, []), "get me the data") == []  # generic words
+    assert named_parameters(route, "From Paris, toll roads avoided, walking") == {
+        "avoid_tolls": {"type": "boolean", "const": True},  # a boolean named by its name is true
+        "mode": {"type": "string", "enum": ["walking"]},  # a string named by its values takes one of them
+    }
+    assert named_parameters(route, "A small green bird") == {"size": {"type": "string", "enum": ["small"]}}
+    assert named_parameters(route, "Any size will do") == {"size": None}  # named by its name: its own schema
+    assert named_parameters(route, "From Paris") == {}  # required parameters are never listed
+    assert named_parameters(spec({"get_data": {"type": "string"}}, []), "get me the data") == {}  # generic words
 
 
 def test_the_grammar_requires_the_named_parameters_of_that_tool_only() -> None:
     tool = ToolSpec("average_temperature", "", {**TEMPERATURE["parameters"], "type": "object"})
-    schema = reply_schema([tool], require={"average_temperature": ["temp_unit"], "other": ["x"]}).schema
+    celsius = {"type": "string", "enum": ["Celsius"]}
+    schema = reply_schema([tool], require={"average_temperature": {"temp_unit": celsius}, "other": {"x": None}}).schema
     arguments = schema["anyOf"][0]["properties"]["arguments"]
     assert arguments["required"] == ["location", "days", "temp_unit"]
-    assert tool.required == ["location", "days"]  # the spec itself is not changed
+    assert arguments["properties"]["temp_unit"] == celsius and "x" not in arguments["properties"]
+    assert tool.required == ["location", "days"] and "enum" not in tool.properties["temp_unit"]  # the spec is unchanged
 
 
 def test_the_real_model_fills_the_unit_the_user_asked_for(small_backend) -> None:  # type: ignore[no-untyped-def]

@@ -60,14 +60,15 @@ def reply_schema(
     allow_answer: bool = True,
     allow_tools: bool = True,
     spans: list[str] | None = None,
-    require: dict[str, list[str]] | None = None,
+    require: dict[str, dict[str, dict[str, Any] | None]] | None = None,
 ) -> ReplySchema:
     """``{"tool": NAME, "arguments": {...}}`` for one of ``specs``, or ``{"answer": TEXT}``.
 
     Each tool's arguments follow its own schema, so a grammar-constrained model can only
     write a known tool name with that tool's parameters. With ``spans`` (``value_spans`` of the
     question), a free string argument must be one of them: copied, not paraphrased. ``require``
-    names, per tool, optional parameters the reply must fill too (``mentioned.named_parameters``).
+    names, per tool, optional parameters the reply must fill too, each with the schema its value
+    must follow or None for its own (``mentioned.named_parameters``).
     """
     options: list[dict[str, Any]] = []
     defs: dict[str, Any] = {}
@@ -77,6 +78,8 @@ def reply_schema(
             arguments = copied_strings(arguments, spans)
         if extra := (require or {}).get(spec.name):
             arguments["required"] = list(dict.fromkeys([*arguments.get("required", []), *extra]))
+            fixed = {name: schema for name, schema in extra.items() if schema is not None}
+            arguments["properties"] = {**arguments.get("properties", {}), **fixed}
         defs.update(spec.parameters.get("$defs", {}))
         arguments.setdefault("type", "object")
         arguments["additionalProperties"] = False
