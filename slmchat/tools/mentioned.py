@@ -10,7 +10,8 @@ its description ("'Celsius' or 'Fahrenheit'" names ``temp_unit`` for "in Celsius
 What the question says also fixes the value where it can: a string named by its values may
 only take those values (the model wrote ``root_type="real_roots"`` for "find all the roots"
 when the description offers 'real' and 'all'), and a boolean named by its name is true
-("toll roads avoided": ``avoid_tolls=true``; SmolLM2 wrote false as often as true).
+("toll roads avoided": ``avoid_tolls=true``; left free, 2 of the 4 named booleans of the
+first 120 tuning items of BFCL simple_python came out false).
 """
 
 from __future__ import annotations
